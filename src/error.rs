@@ -1,0 +1,41 @@
+//! Error kinds that callers branch on. Everything else is an `anyhow` chain with context.
+
+use std::fmt;
+
+/// Input the user can fix (arguments, recipes, archives, images): the process exits with 2.
+///
+/// Wrap it in `anyhow` with context as usual; [`exit_code`] finds it anywhere in the chain.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Shorthand for an `anyhow::Error` carrying [`BadInput`].
+pub fn bad_input(message: impl fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(BadInput(message.to_string()))
+}
+
+/// A download whose content did not match its published checksum.
+#[derive(Debug, thiserror::Error)]
+#[error("checksum mismatch: expected sha256 {expected}, got {actual}")]
+pub struct ChecksumMismatch {
+    pub expected: String,
+    pub actual: String,
+}
+
+/// The exit code for an error: 2 for bad input, 1 for every other failure.
+pub fn exit_code(error: &anyhow::Error) -> i32 {
+    if error.chain().any(|cause| cause.is::<BadInput>()) { 2 } else { 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn bad_input_anywhere_in_the_chain_exits_2() {
+        let err = Err::<(), _>(bad_input("unknown arch")).context("creating image").unwrap_err();
+        assert_eq!(exit_code(&err), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("network down")), 1);
+    }
+}

@@ -1,0 +1,63 @@
+//! The machine-readable manifest inside every image (`usr/lib/bakery/<ext>.json`): what a node
+//! records and an auditor reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::ExtName;
+
+pub const SCHEMA: u32 = 1;
+
+/// Path of the manifest inside an image.
+pub fn path(name: &ExtName) -> String {
+    format!("usr/lib/bakery/{name}.json")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub schema: u32,
+    pub extension: String,
+    pub version: String,
+    pub arch: String,
+    /// `_any` or the os-release ID the image is for.
+    pub os: String,
+    /// Recipe options with their effective values (defaults included).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    #[serde(default)]
+    pub reload_manager: bool,
+    /// Units a node restarts when this extension's version changes.
+    #[serde(default)]
+    pub restart_units: Vec<String>,
+    #[serde(default)]
+    pub artifacts: Vec<ManifestArtifact>,
+    /// The tool that built the image (`bakery 0.1.0`).
+    pub generator: String,
+}
+
+/// One upstream download and where its content went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestArtifact {
+    pub name: String,
+    /// The upstream URL (never the mirror it was fetched through).
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+    /// Image paths installed from this artifact.
+    #[serde(default)]
+    pub installs: Vec<String>,
+}
+
+impl Manifest {
+    /// Pretty JSON with a final newline.
+    pub fn to_json(&self) -> String {
+        let mut json = serde_json::to_string_pretty(self).expect("a manifest always serialises");
+        json.push('\n');
+        json
+    }
+
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
+}
