@@ -1,0 +1,108 @@
+//! `bakery create EXT VERSION ARCH`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::error::bad_input;
+use crate::model::{Arch, Compression, OsTarget};
+use crate::pipeline::create::{self, CreateJob};
+use crate::pipeline::resolve::Request;
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Extension name (see the extensions/ folder), e.g. kubernetes
+    #[arg(value_name = "EXT")]
+    pub extension: String,
+    /// Exact upstream version, e.g. v1.32.0
+    #[arg(value_name = "VERSION")]
+    pub ext_version: String,
+    /// Architecture: x86-64 or arm64 (amd64, x86_64, aarch64 are accepted)
+    #[arg(value_name = "ARCH")]
+    pub arch: Arch,
+    /// Where the image and SHA256SUMS go [default: current directory]
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// CNI plugins version (shorthand for --set cni_version=V)
+    #[arg(long, value_name = "V")]
+    pub cni_version: Option<String>,
+    /// Set a recipe option (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// Compression: gzip (default, every kernel reads it), zstd, xz or lz4
+    #[arg(long, value_name = "ALGO")]
+    pub compression: Option<Compression>,
+    /// ID= of the extension-release file: _any (default) or an os-release ID
+    #[arg(long, value_name = "ID")]
+    pub os: Option<OsTarget>,
+    /// Replace an existing image
+    #[arg(long)]
+    pub force: bool,
+    /// Print the resolved plan as JSON; download nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))?;
+    Ok((key.trim().to_string(), value.to_string()))
+}
+
+pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
+    let settings = global.settings()?;
+    let defaults = &settings.config.file.create;
+    let origin = || settings.config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let compression = match (args.compression, &defaults.compression) {
+        (Some(c), _) => c,
+        (None, Some(text)) => {
+            text.parse().map_err(|e| bad_input(format!("{}: [create] compression: {e}", origin())))?
+        }
+        (None, None) => Compression::default(),
+    };
+    let os = match (&args.os, &defaults.os) {
+        (Some(os), _) => os.clone(),
+        (None, Some(text)) => text.parse().map_err(|e| bad_input(format!("{}: [create] os: {e}", origin())))?,
+        (None, None) => OsTarget::Any,
+    };
+    let mut options = args.options.clone();
+    if let Some(cni) = &args.cni_version {
+        options.push(("cni_version".to_string(), cni.clone()));
+    }
+    let request = Request {
+        extension: args.extension.clone(),
+        version: args.ext_version.clone(),
+        arch: args.arch,
+        options,
+        os,
+        compression,
+        source_date_epoch: source_date_epoch()?,
+    };
+    if args.dry_run {
+        let resolved = create::resolve(&settings, &request)?;
+        println!("{}", serde_json::to_string_pretty(&resolved)?);
+        return Ok(());
+    }
+    let job = CreateJob {
+        request,
+        output: args.output.clone().or_else(|| defaults.output.clone()).unwrap_or_else(|| PathBuf::from(".")),
+        force: args.force,
+    };
+    let built = super::runtime()?.block_on(create::create(&settings, &job))?;
+    println!("{}", built.published.image.display());
+    println!("{}", built.published.sums.display());
+    Ok(())
+}
+
+/// `SOURCE_DATE_EPOCH` (default 0): every entry's modification time.
+fn source_date_epoch() -> Result<u32> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(text) if !text.trim().is_empty() => text.trim().parse().map_err(|_| {
+            bad_input(format!(
+                "SOURCE_DATE_EPOCH={text:?} is not a number of seconds that fits SquashFS (0 to 4294967295)"
+            ))
+        }),
+        _ => Ok(0),
+    }
+}

@@ -1,0 +1,34 @@
+//! `bakery inspect IMAGE`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::error::bad_input;
+use crate::image::inspect;
+use crate::pipeline::validate;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The image file (.raw)
+    pub image: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints the inspection; exits 2 when the image has error findings.
+pub fn run(args: &InspectArgs) -> Result<()> {
+    let inspection = inspect::inspect(&args.image)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        print!("{}", inspect::render(&inspection));
+    }
+    let errors = validate::errors(&inspection.findings).len();
+    if errors > 0 {
+        return Err(bad_input(format!("{} is invalid ({errors} error findings)", args.image.display())));
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The command line: clap definitions, merging flags with environment and config, and the
+//! glue that runs each command. Results go to stdout, logs and progress to stderr.
+
+mod create;
+mod inspect;
+pub mod logging;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, Settings};
+use crate::error::bad_input;
+use crate::model::Mirrors;
+use crate::model::mirror::MirrorRule;
+use crate::pipeline::cache::Cache;
+use crate::pipeline::fetch::RetryPolicy;
+use crate::recipe::Catalog;
+
+/// Turns upstream release binaries into systemd-sysext images.
+#[derive(Debug, Parser)]
+#[command(name = "bakery", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr, no progress
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Configuration file [default: ./bakery.toml when present]
+    #[arg(long, value_name = "FILE", global = true, env = "BAKERY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)
+    #[arg(long = "mirror", value_name = "FROM=TO", global = true)]
+    pub mirrors: Vec<MirrorRule>,
+    /// Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]
+    #[arg(long, value_name = "DIR", global = true, env = "BAKERY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)
+    #[arg(long = "extensions-dir", value_name = "DIR", global = true)]
+    pub extensions_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the sysext image EXT-VERSION-ARCH.raw and update SHA256SUMS
+    Create(create::CreateArgs),
+    /// Show what an image holds and whether it is valid
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match &cli.command {
+        Command::Create(args) => create::run(&cli.global, args),
+        Command::Inspect(args) => inspect::run(args),
+    }
+}
+
+impl Global {
+    /// Merges config file, environment and flags.
+    pub fn settings(&self) -> Result<Settings> {
+        let config = Config::load(self.config.as_deref())?;
+        let mut rules = config.mirror_rules()?;
+        if let Some(env) = std::env::var("BAKERY_MIRRORS").ok().filter(|v| !v.trim().is_empty()) {
+            for rule in env.split(',').filter(|r| !r.trim().is_empty()) {
+                rules.push(rule.parse().map_err(|e| bad_input(format!("BAKERY_MIRRORS: {e}")))?);
+            }
+        }
+        rules.extend(self.mirrors.iter().cloned());
+        let mut catalog = Catalog::builtin();
+        for dir in config.file.extensions_dirs.iter().chain(&self.extensions_dirs) {
+            catalog.add_dir(dir)?;
+        }
+        let cache_dir =
+            self.cache_dir.clone().or_else(|| config.file.cache_dir.clone()).or_else(Cache::default_root).ok_or_else(
+                || bad_input("no cache directory: set --cache-dir, BAKERY_CACHE_DIR, XDG_CACHE_HOME or HOME"),
+            )?;
+        Ok(Settings {
+            catalog,
+            mirrors: Mirrors::new(rules),
+            cache_dir,
+            progress_bars: !self.quiet && crate::util::stderr_is_terminal(),
+            retry: RetryPolicy::default(),
+            config,
+        })
+    }
+}
+
+/// One tokio runtime for the process's network edges.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_fits_80_columns() {
+        let mut command = Cli::command().term_width(80);
+        for sub in ["create", "inspect"] {
+            let help = command.find_subcommand_mut(sub).unwrap().render_help().to_string();
+            for line in help.lines() {
+                assert!(line.chars().count() <= 80, "{sub}: {line:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Reading images back: what `bakery inspect` shows, and what later checks build on.
+
+pub mod inspect;
+
+pub use inspect::{Inspection, inspect};
