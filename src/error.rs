@@ -22,9 +22,20 @@ pub struct ChecksumMismatch {
     pub actual: String,
 }
 
-/// The exit code for an error: 2 for bad input, 1 for every other failure.
+/// SIGINT or SIGTERM stopped the command (after cleaning up): exit 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted by {0}; nothing was published")]
+pub struct Interrupted(pub &'static str);
+
+/// The exit code for an error: 2 for bad input, 130 when interrupted, 1 for other failures.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    if error.chain().any(|cause| cause.is::<BadInput>()) { 2 } else { 1 }
+    if error.chain().any(|cause| cause.is::<BadInput>()) {
+        2
+    } else if error.chain().any(|cause| cause.is::<Interrupted>()) {
+        130
+    } else {
+        1
+    }
 }
 
 #[cfg(test)]

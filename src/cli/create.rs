@@ -89,7 +89,7 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         output: args.output.clone().or_else(|| defaults.output.clone()).unwrap_or_else(|| PathBuf::from(".")),
         force: args.force,
     };
-    let built = super::runtime()?.block_on(create::create(&settings, &job))?;
+    let built = super::until_interrupted(create::create(&settings, &job))?;
     println!("{}", built.published.image.display());
     println!("{}", built.published.sums.display());
     Ok(())

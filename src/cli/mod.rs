@@ -97,9 +97,25 @@ impl Global {
     }
 }
 
-/// One tokio runtime for the process's network edges.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+/// Runs `work` on the process's tokio runtime until it ends or SIGINT/SIGTERM arrives. On a
+/// signal the work is dropped, which removes its temporary files, and the error says so.
+fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        let mut terminate = signal(SignalKind::terminate())?;
+        let signal = tokio::select! {
+            result = work => return result,
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        crate::util::cancel::request();
+        Err(crate::error::Interrupted(signal).into())
+    });
+    // Dropping the runtime's tasks removes their temporary files; blocking work sees the
+    // cancel flag and ends within moments.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+    result
 }
 
 #[cfg(test)]
@@ -114,9 +130,10 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        let mut command = Cli::command().term_width(80);
         for sub in ["create", "inspect"] {
-            let help = command.find_subcommand_mut(sub).unwrap().render_help().to_string();
+            let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
+            let help = err.render().to_string();
+            assert!(help.contains("Usage:"), "{help}");
             for line in help.lines() {
                 assert!(line.chars().count() <= 80, "{sub}: {line:?}");
             }

@@ -24,7 +24,23 @@ impl Cache {
             fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating cache directory {}", root.join(sub).display()))?;
         }
-        Ok(Self { root: root.to_path_buf() })
+        let cache = Self { root: root.to_path_buf() };
+        cache.remove_stale_temp_files();
+        Ok(cache)
+    }
+
+    /// Removes temporary files a killed run left behind (older than a day, so a concurrent
+    /// run's files are safe).
+    fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else { return };
+        let day = std::time::Duration::from_secs(24 * 3600);
+        for entry in entries.flatten() {
+            let stale =
+                entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > day));
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The default location: `$XDG_CACHE_HOME/bakery`, else `~/.cache/bakery`.

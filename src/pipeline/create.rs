@@ -65,7 +65,7 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let findings = validate::check(&ImageView::of_tree(&tree), &expect);
     let errors = validate::errors(&findings);
     if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(|f| f.to_string()).collect();
+        let list: Vec<String> = errors.iter().map(|f| f.describe()).collect();
         return Err(bad_input(format!("the planned image is invalid:\n  {}", list.join("\n  "))));
     }
     let warnings: Vec<Finding> = findings.into_iter().collect();
@@ -76,13 +76,15 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     std::fs::create_dir_all(&job.output).with_context(|| format!("creating {}", job.output.display()))?;
     let pack_started = Instant::now();
     let options = PackOptions::new(resolved.compression, resolved.source_date_epoch);
-    let (tmp, pack) = tokio::task::spawn_blocking({
+    // The temporary image belongs to this future: if it is dropped (interrupted), the file is
+    // removed even while the packing thread still holds a handle to it.
+    let tmp = atomic::temp_beside(&dest)?;
+    let mut file = tmp.as_file().try_clone().context("opening the temporary image")?;
+    let pack = tokio::task::spawn_blocking({
         let (dest, cache) = (dest.clone(), cache.clone());
-        move || -> Result<_> {
-            let mut tmp = atomic::temp_beside(&dest)?;
-            let stats = squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, tmp.as_file_mut())
-                .with_context(|| format!("packing {}", dest.display()))?;
-            Ok((tmp, stats))
+        move || {
+            squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file)
+                .with_context(|| format!("packing {}", dest.display()))
         }
     })
     .await
@@ -105,4 +107,3 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     );
     Ok(Built { published, pack, warnings })
 }
-

@@ -128,6 +128,7 @@ fn store_entry(cache: &Cache, entry: &mut impl Read) -> Result<(Sha256, u64)> {
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, tmp.as_file());
         let mut buf = vec![0u8; 128 * 1024];
         loop {
+            crate::util::cancel::check()?;
             let n = entry.read(&mut buf)?;
             if n == 0 {
                 break;

@@ -300,6 +300,9 @@ async fn fetch_artifact(
 
 fn summarize(fetched: &Fetched, elapsed: Duration) {
     let total = fetched.artifacts.len();
+    if total == 0 {
+        return;
+    }
     let downloaded: Vec<&FetchedArtifact> = fetched.artifacts.values().filter(|a| !a.from_cache).collect();
     if downloaded.is_empty() {
         tracing::info!("fetched {total} artifacts: all from cache");

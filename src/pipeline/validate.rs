@@ -34,16 +34,23 @@ impl Finding {
     }
 }
 
+impl Finding {
+    /// The finding without its severity: `/etc/x: outside /usr and /opt: ...`.
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(path) => format!("{path}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        match &self.path {
-            Some(path) => write!(f, "{severity}: {path}: {}", self.message),
-            None => write!(f, "{severity}: {}", self.message),
-        }
+        write!(f, "{severity}: {}", self.describe())
     }
 }
 
@@ -125,12 +132,17 @@ pub struct Expect {
 /// Every finding for `view`, errors first.
 pub fn check(view: &ImageView, expect: &Expect) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mut outside_reported = std::collections::BTreeSet::new();
+    // Per top-level directory outside /usr and /opt: its first file, else the directory itself.
+    let mut outside: BTreeMap<&str, &ImagePath> = BTreeMap::new();
     for entry in &view.entries {
         let path = &entry.path;
         let top = path.top();
-        if top != "usr" && top != "opt" && outside_reported.insert(top.to_string()) {
-            findings.push(Finding::error(Some(path), "outside /usr and /opt: systemd-sysext does not merge it"));
+        if top != "usr" && top != "opt" {
+            let is_dir = matches!(entry.kind, EntryKind::Dir { .. });
+            let reported_dir = outside.get(top).is_some_and(|p| p.as_str() == top);
+            if !outside.contains_key(top) || (reported_dir && !is_dir) {
+                outside.insert(top, path);
+            }
         }
         match &entry.kind {
             EntryKind::Symlink { target } => {
@@ -148,11 +160,14 @@ pub fn check(view: &ImageView, expect: &Expect) -> Vec<Finding> {
             }
         }
     }
+    for path in outside.values() {
+        findings.push(Finding::error(Some(path), "outside /usr and /opt: systemd-sysext does not merge it"));
+    }
     if !view.entries.iter().any(|e| matches!(e.kind, EntryKind::File { .. }) && release_name(&e.path).is_none()) {
         findings.push(Finding::warning(None, "the image holds no files besides its extension-release"));
     }
     check_release(view, expect, &mut findings);
-    findings.sort_by_key(|f| f.severity);
+    findings.sort_by(|a, b| (a.severity, &a.path).cmp(&(b.severity, &b.path)));
     findings
 }
 

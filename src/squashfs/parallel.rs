@@ -39,6 +39,7 @@ impl CompressionAction for ParallelCompressor {
     }
 
     fn compress(&self, bytes: &[u8], fc: FilesystemCompressor, block_size: u32) -> Result<Vec<u8>, BackhandError> {
+        crate::util::cancel::check()?;
         let active = ACTIVE.with(|a| a.borrow().clone());
         if let Some(result) = active.and_then(|lookahead| lookahead.take(bytes)) {
             return result.map_err(|e| BackhandError::StdIo(std::io::Error::other(e)));

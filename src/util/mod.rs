@@ -1,6 +1,7 @@
 //! Small helpers shared by every stage: atomic file writes and terminal detection.
 
 pub mod atomic;
+pub mod cancel;
 
 use std::io::IsTerminal;
 
