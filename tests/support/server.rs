@@ -1,0 +1,194 @@
+//! A real HTTP/1.1 server on 127.0.0.1 for tests: serves an in-memory tree, counts requests per
+//! path, and injects faults (connection resets, error statuses).
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+struct State {
+    files: HashMap<String, Vec<u8>>,
+    hits: HashMap<String, usize>,
+    resets: HashMap<String, usize>,
+    statuses: HashMap<String, u16>,
+    /// Requests for these paths wait until released (or the server closes).
+    held: HashSet<String>,
+    closing: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Notified on every request and every release.
+    changed: Condvar,
+}
+
+/// Stops accepting when dropped.
+pub struct Server {
+    pub port: u16,
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
+        let accept = listener.try_clone().unwrap();
+        let for_accept = shared.clone();
+        std::thread::spawn(move || {
+            for stream in accept.incoming() {
+                let Ok(stream) = stream else { break };
+                if for_accept.state.lock().unwrap().closing {
+                    break;
+                }
+                let shared = for_accept.clone();
+                std::thread::spawn(move || handle(stream, &shared));
+            }
+        });
+        Server { port, shared, listener }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap()
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `--mirror` arguments sending `upstream` (e.g. `https://dl.k8s.io`) to this server, under
+    /// the path prefix `/<host>`.
+    pub fn mirror_for(&self, upstream: &str) -> String {
+        let host = upstream.trim_start_matches("https://");
+        format!("{upstream}={}/{host}", self.url())
+    }
+
+    pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) {
+        self.state().files.insert(path.to_string(), body.into());
+    }
+
+    pub fn remove(&self, path: &str) {
+        self.state().files.remove(path);
+    }
+
+    /// Resets (TCP RST, no answer) the next `count` connections asking for `path`.
+    pub fn reset_next(&self, path: &str, count: usize) {
+        self.state().resets.insert(path.to_string(), count);
+    }
+
+    /// Answers `path` with `status` and an empty body.
+    pub fn fail_with(&self, path: &str, status: u16) {
+        self.state().statuses.insert(path.to_string(), status);
+    }
+
+    /// Holds requests for `path` (unanswered) until [`Server::release`].
+    pub fn hold(&self, path: &str) {
+        self.state().held.insert(path.to_string());
+    }
+
+    pub fn release(&self, path: &str) {
+        self.state().held.remove(path);
+        self.shared.changed.notify_all();
+    }
+
+    /// Waits until `path` has been requested `count` times; false after `timeout`.
+    pub fn wait_for_hits(&self, path: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.state();
+        while state.hits.get(path).copied().unwrap_or(0) < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self.shared.changed.wait_timeout(state, left).unwrap().0;
+        }
+        true
+    }
+
+    /// Requests received for `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state().hits.get(path).copied().unwrap_or(0)
+    }
+
+    /// All requests received.
+    pub fn total_hits(&self) -> usize {
+        self.state().hits.values().sum()
+    }
+
+    /// Every path requested, sorted.
+    pub fn requested(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.state().hits.keys().cloned().collect();
+        paths.sort();
+        paths
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.state().closing = true;
+        self.shared.changed.notify_all();
+        // wake the accept loop so its thread ends
+        let _ = self.listener.set_nonblocking(true);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn handle(stream: TcpStream, shared: &Shared) {
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => return,
+            Ok(_) if header == "\r\n" || header == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let answer = {
+        let mut state = shared.state.lock().unwrap();
+        *state.hits.entry(path.clone()).or_default() += 1;
+        shared.changed.notify_all();
+        while state.held.contains(&path) && !state.closing {
+            state = shared.changed.wait(state).unwrap();
+        }
+        if let Some(left) = state.resets.get_mut(&path).filter(|n| **n > 0) {
+            *left -= 1;
+            None
+        } else if let Some(status) = state.statuses.get(&path) {
+            Some((*status, Vec::new()))
+        } else {
+            match state.files.get(&path) {
+                Some(body) => Some((200, body.clone())),
+                None => Some((404, b"not found".to_vec())),
+            }
+        }
+    };
+    let mut stream = stream;
+    match answer {
+        None => {
+            socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).ok();
+            drop(stream);
+        }
+        Some((status, body)) => {
+            let reason = match status {
+                200 => "OK",
+                404 => "Not Found",
+                500 => "Internal Server Error",
+                503 => "Service Unavailable",
+                _ => "Status",
+            };
+            let head =
+                format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+        }
+    }
+}
