@@ -101,7 +101,7 @@ impl Http {
             let mut response = self.send(url).await?;
             let mut body = Vec::new();
             while let Some(chunk) =
-                response.chunk().await.map_err(|e| Failure::transient(anyhow!(e).context("reading the answer")))?
+                response.chunk().await.map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the answer")))?
             {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > SMALL_LIMIT {
@@ -115,7 +115,7 @@ impl Http {
     }
 
     async fn send(&self, url: &str) -> Result<reqwest::Response, Failure> {
-        let response = self.client.get(url).send().await.map_err(|e| Failure::transient(anyhow!(e)))?;
+        let response = self.client.get(url).send().await.map_err(|e| Failure::transient(anyhow!(e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             Ok(response)
@@ -169,7 +169,7 @@ impl Http {
             let mut hasher = Hasher::default();
             let mut size = 0u64;
             while let Some(chunk) =
-                response.chunk().await.map_err(|e| Failure::transient(anyhow!(e).context("reading the download")))?
+                response.chunk().await.map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the download")))?
             {
                 hasher.update(&chunk);
                 out.write_all(&chunk)
