@@ -100,8 +100,10 @@ impl Http {
         self.with_retries(url, || async {
             let mut response = self.send(url).await?;
             let mut body = Vec::new();
-            while let Some(chunk) =
-                response.chunk().await.map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the answer")))?
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the answer")))?
             {
                 body.extend_from_slice(&chunk);
                 if body.len() as u64 > SMALL_LIMIT {
@@ -168,8 +170,10 @@ impl Http {
             let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
             let mut hasher = Hasher::default();
             let mut size = 0u64;
-            while let Some(chunk) =
-                response.chunk().await.map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the download")))?
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the download")))?
             {
                 hasher.update(&chunk);
                 out.write_all(&chunk)
