@@ -108,7 +108,7 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Draw progress bars (stderr is a terminal and not `--quiet`).
     pub progress_bars: bool,
-    pub retry: crate::pipeline::fetch::RetryPolicy,
+    pub retry: crate::pipeline::http::RetryPolicy,
     pub config: Config,
 }
 

@@ -80,7 +80,10 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         source_date_epoch: source_date_epoch()?,
     };
     if args.dry_run {
-        let resolved = create::resolve(&settings, &request)?;
+        let resolved = super::until_interrupted(async {
+            let http = crate::pipeline::http::Http::new(settings.retry)?;
+            create::resolve(&settings, &http, &request).await
+        })?;
         println!("{}", serde_json::to_string_pretty(&resolved)?);
         return Ok(());
     }

@@ -3,6 +3,7 @@
 
 mod create;
 mod inspect;
+mod list;
 pub mod logging;
 
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use crate::error::bad_input;
 use crate::model::Mirrors;
 use crate::model::mirror::MirrorRule;
 use crate::pipeline::cache::Cache;
-use crate::pipeline::fetch::RetryPolicy;
+use crate::pipeline::http::RetryPolicy;
 use crate::recipe::Catalog;
 
 /// Turns upstream release binaries into systemd-sysext images.
@@ -57,6 +58,8 @@ pub enum Command {
     Create(create::CreateArgs),
     /// Show what an image holds and whether it is valid
     Inspect(inspect::InspectArgs),
+    /// List the known extensions, or an extension's upstream versions
+    List(list::ListArgs),
 }
 
 /// Runs the parsed command line.
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Create(args) => create::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(args),
+        Command::List(args) => list::run(&cli.global, args),
     }
 }
 
@@ -130,7 +134,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["create", "inspect"] {
+        for sub in ["create", "inspect", "list"] {
             let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
             let help = err.render().to_string();
             assert!(help.contains("Usage:"), "{help}");

@@ -6,13 +6,16 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 
 use super::cache::Cache;
-use super::fetch::{self, Http, Progress};
+use super::fetch::{self, Progress};
+use super::http::{Http, HttpStatus};
 use super::plan::{self, Planned};
 use super::publish::{self, Published};
 use super::resolve::{self, Request, Resolved};
 use super::validate::{self, Expect, Finding, ImageView};
+use super::versions::{self, Wanted};
 use crate::config::Settings;
 use crate::error::bad_input;
+use crate::recipe::Recipe;
 use crate::squashfs::{self, PackOptions, PackStats};
 use crate::util::{atomic, human_bytes};
 
@@ -34,17 +37,74 @@ pub struct Built {
     pub warnings: Vec<Finding>,
 }
 
-/// Resolves `request` without any network access (what `--dry-run` prints).
-pub fn resolve(settings: &Settings, request: &Request) -> Result<Resolved> {
+/// Resolves `request` (what `--dry-run` prints). The network is used only to look up `latest`
+/// or `X.Y` versions; exact versions resolve offline.
+pub async fn resolve(settings: &Settings, http: &Http, request: &Request) -> Result<Resolved> {
     let source = settings.catalog.get(&request.extension)?;
     let recipe = source.recipe()?;
-    resolve::resolve(source, &recipe, request, &settings.mirrors)
+    let request = exact_request(settings, http, &recipe, request).await?;
+    resolve::resolve(source, &recipe, &request, &settings.mirrors)
+}
+
+/// `request` with `latest` and `X.Y` (of the extension and of version-valued options) replaced
+/// by the exact versions upstream's source names; each replacement is logged.
+pub async fn exact_request(settings: &Settings, http: &Http, recipe: &Recipe, request: &Request) -> Result<Request> {
+    let mut exact = request.clone();
+    let name = recipe.name.as_str();
+    let wanted = versions::wanted(&recipe.version, name, &request.version)?;
+    if !matches!(wanted, Wanted::Exact(_)) {
+        let version = versions::pick(http, &settings.mirrors, &recipe.version, name, &wanted).await?;
+        tracing::info!("{name} {} is {version}", request.version);
+        exact.version = version.to_string();
+    }
+    for (key, value) in &mut exact.options {
+        let Some(spec) = recipe.options.get(key).and_then(|o| o.version.as_ref()) else { continue };
+        let subject = format!("option {key}");
+        let wanted = versions::wanted(spec, &subject, value)?;
+        let version = versions::pick(http, &settings.mirrors, spec, &subject, &wanted).await?;
+        if !matches!(wanted, Wanted::Exact(_)) {
+            tracing::info!("{subject} {value} is {version}");
+        }
+        *value = version.to_string();
+    }
+    Ok(exact)
+}
+
+/// When a download was missing (404), says whether the version exists upstream at all, with the
+/// nearest versions the source lists.
+async fn explain_missing(
+    settings: &Settings,
+    http: &Http,
+    recipe: &Recipe,
+    resolved: &Resolved,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    let missing = HttpStatus::find(&error).is_some_and(|s| s.status == 404);
+    if !missing || recipe.version.source.is_none() {
+        return error;
+    }
+    let name = recipe.name.as_str();
+    match versions::list(http, &settings.mirrors, &recipe.version, name).await {
+        Ok(releases) if !releases.iter().any(|r| r.version == resolved.version.as_str()) => {
+            let near = versions::near(&releases, resolved.version.as_str());
+            bad_input(format!(
+                "{name} {} does not exist upstream; nearest versions: {} ({error:#})",
+                resolved.version,
+                near.join(", ")
+            ))
+        }
+        _ => error,
+    }
 }
 
 /// Builds and publishes one image.
 pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let started = Instant::now();
-    let resolved = resolve(settings, &job.request)?;
+    let http = Http::new(settings.retry)?;
+    let source = settings.catalog.get(&job.request.extension)?;
+    let recipe = source.recipe()?;
+    let request = exact_request(settings, &http, &recipe, &job.request).await?;
+    let resolved = resolve::resolve(source, &recipe, &request, &settings.mirrors)?;
     let dest = job.output.join(&resolved.image);
     if dest.exists() && !job.force {
         return Err(bad_input(format!("{} already exists (use --force to replace it)", dest.display())));
@@ -52,8 +112,10 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     tracing::info!("building {} from the {} recipe", resolved.image, resolved.recipe);
 
     let cache = Cache::open(&settings.cache_dir)?;
-    let http = Http::new(settings.retry)?;
-    let fetched = fetch::fetch_all(&http, &cache, &resolved, &Progress::new(settings.progress_bars)).await?;
+    let fetched = match fetch::fetch_all(&http, &cache, &resolved, &Progress::new(settings.progress_bars)).await {
+        Ok(fetched) => fetched,
+        Err(error) => return Err(explain_missing(settings, &http, &recipe, &resolved, error).await),
+    };
 
     let Planned { tree, .. } = plan::plan(&resolved, &fetched, GENERATOR)?;
     let expect = Expect {

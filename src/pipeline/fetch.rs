@@ -8,42 +8,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::cache::Cache;
 use super::checksum;
 use super::extract::{self, ArchiveIndex};
+use super::http::Http;
 use super::resolve::{Resolved, ResolvedArtifact, ResolvedChecksum, ResolvedInstall};
-use crate::error::ChecksumMismatch;
 use crate::model::Sha256;
-use crate::model::digest::Hasher;
 use crate::util::human_bytes;
 
 /// How many downloads run at once.
 pub const PARALLEL_DOWNLOADS: usize = 4;
-/// Largest checksum file or small document read into memory.
-const SMALL_LIMIT: u64 = 4 * 1024 * 1024;
-
-/// Retries for connection errors, timeouts and 5xx answers.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub first_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { attempts: 4, first_delay: Duration::from_millis(500) }
-    }
-}
-
-impl RetryPolicy {
-    fn delay(&self, attempt: u32) -> Duration {
-        self.first_delay * 2u32.pow(attempt.saturating_sub(1).min(6))
-    }
-}
 
 /// One fetched artifact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,156 +36,6 @@ pub struct FetchedArtifact {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fetched {
     pub artifacts: BTreeMap<String, FetchedArtifact>,
-}
-
-/// HTTP access with the crate's TLS and redirect policy.
-#[derive(Clone)]
-pub struct Http {
-    client: reqwest::Client,
-    retry: RetryPolicy,
-}
-
-impl Http {
-    pub fn new(retry: RetryPolicy) -> Result<Self> {
-        // ring is the crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let redirect = reqwest::redirect::Policy::custom(|attempt| {
-            let downgrade =
-                attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https");
-            if downgrade {
-                let message = format!("refusing redirect from https to plain http ({})", attempt.url());
-                attempt.error(message)
-            } else if attempt.previous().len() >= 10 {
-                attempt.error("too many redirects")
-            } else {
-                attempt.follow()
-            }
-        });
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("bakery/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(60))
-            .redirect(redirect)
-            .retry(reqwest::retry::never())
-            .build()
-            .context("setting up the HTTP client")?;
-        Ok(Self { client, retry })
-    }
-
-    /// GETs a small document (checksum files, listings) with retries.
-    pub async fn get_small(&self, url: &str) -> Result<Vec<u8>> {
-        self.with_retries(url, || async {
-            let mut response = self.send(url).await?;
-            let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the answer")))?
-            {
-                body.extend_from_slice(&chunk);
-                if body.len() as u64 > SMALL_LIMIT {
-                    return Err(Failure::permanent(anyhow!("answer larger than {}", human_bytes(SMALL_LIMIT))));
-                }
-            }
-            Ok(body)
-        })
-        .await
-        .with_context(|| format!("fetching {url}"))
-    }
-
-    async fn send(&self, url: &str) -> Result<reqwest::Response, Failure> {
-        let response = self.client.get(url).send().await.map_err(|e| Failure::transient(anyhow!(e.without_url())))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(response)
-        } else if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-            Err(Failure::transient(anyhow!("HTTP {status}")))
-        } else {
-            Err(Failure::permanent(anyhow!("HTTP {status}")))
-        }
-    }
-
-    async fn with_retries<T, F, Fut>(&self, url: &str, mut attempt: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(Failure { error, transient }) if transient && tries < self.retry.attempts => {
-                    let delay = self.retry.delay(tries);
-                    tracing::warn!(
-                        "{url}: {error:#}; retrying in {:.1} s ({tries}/{})",
-                        delay.as_secs_f64(),
-                        self.retry.attempts - 1
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                Err(Failure { error, transient }) => {
-                    return Err(if transient && tries > 1 {
-                        error.context(format!("giving up after {tries} attempts"))
-                    } else {
-                        error
-                    });
-                }
-            }
-        }
-    }
-
-    /// Streams `url` into a cache temp file, hashing as it goes, and commits it if the digest is
-    /// `expected`. Returns the size.
-    async fn download_verified(&self, cache: &Cache, url: &str, expected: &Sha256, bar: &ProgressBar) -> Result<u64> {
-        self.with_retries(url, || async {
-            let mut response = self.send(url).await?;
-            bar.set_length(response.content_length().unwrap_or(0));
-            bar.set_position(0);
-            let tmp = cache.temp_file().map_err(Failure::permanent)?;
-            let file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Failure::permanent(anyhow!(e)))?);
-            let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
-            let mut hasher = Hasher::default();
-            let mut size = 0u64;
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the download")))?
-            {
-                hasher.update(&chunk);
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| Failure::permanent(anyhow!(e).context("writing to the cache")))?;
-                size += chunk.len() as u64;
-                bar.set_position(size);
-            }
-            out.flush().await.map_err(|e| Failure::permanent(anyhow!(e)))?;
-            let actual = hasher.finish();
-            if actual != *expected {
-                let mismatch = ChecksumMismatch { expected: expected.to_string(), actual: actual.to_string() };
-                return Err(Failure::permanent(anyhow!(mismatch)));
-            }
-            cache.commit_blob(tmp, expected).map_err(Failure::permanent)?;
-            Ok(size)
-        })
-        .await
-    }
-}
-
-/// An attempt's failure, and whether trying again may help.
-struct Failure {
-    error: anyhow::Error,
-    transient: bool,
-}
-
-impl Failure {
-    fn transient(error: anyhow::Error) -> Self {
-        Self { error, transient: true }
-    }
-
-    fn permanent(error: anyhow::Error) -> Self {
-        Self { error, transient: false }
-    }
 }
 
 /// Progress output: bars on a terminal, one summary line otherwise.

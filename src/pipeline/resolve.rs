@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use super::render::Renderer;
 use crate::error::bad_input;
 use crate::model::{Arch, Compression, ExtName, ExtVersion, ImagePath, Mirrors, OsTarget, Sha256};
-use crate::recipe::{
-    ArchiveFormat, ChecksumFormat, FILES_DIR, Mode, RECIPE_FILE, Recipe, RecipeSource, TEMPLATES_DIR, VersionScheme,
-};
+use crate::recipe::{ArchiveFormat, ChecksumFormat, FILES_DIR, Mode, RECIPE_FILE, Recipe, RecipeSource, TEMPLATES_DIR};
 
 /// What the user asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +103,7 @@ pub struct ResolvedFile {
 
 /// Resolves `request` against `recipe` (parsed from `source`).
 pub fn resolve(source: &RecipeSource, recipe: &Recipe, request: &Request, mirrors: &Mirrors) -> Result<Resolved> {
-    let version = normalize_version(recipe, &request.version)?;
+    let version = super::versions::exact(&recipe.version, recipe.name.as_str(), &request.version)?;
     let arch_names = recipe.arch_names();
     let upstream_arch = arch_names.get(&request.arch).ok_or_else(|| {
         let supported: Vec<String> = arch_names.keys().map(|a| a.to_string()).collect();
@@ -220,29 +218,6 @@ pub fn resolve(source: &RecipeSource, recipe: &Recipe, request: &Request, mirror
         artifacts,
         files,
     })
-}
-
-/// An exact version in the recipe's format; the prefix is added when left out (`1.32.0`).
-pub fn normalize_version(recipe: &Recipe, input: &str) -> Result<ExtVersion> {
-    let prefix = recipe.version.prefix.as_str();
-    let with_prefix =
-        if !prefix.is_empty() && !input.starts_with(prefix) && input.starts_with(|c: char| c.is_ascii_digit()) {
-            format!("{prefix}{input}")
-        } else {
-            input.to_string()
-        };
-    let version: ExtVersion = with_prefix.parse().map_err(|e| bad_input(format!("{e}")))?;
-    if recipe.version.scheme == VersionScheme::Semver {
-        let number = version.as_str().strip_prefix(prefix);
-        if number.is_some_and(|n| semver::Version::parse(n).is_ok()) {
-            return Ok(version);
-        }
-        return Err(bad_input(format!(
-            "malformed version {input:?}: {} versions are exact, like {prefix}1.2.3 or {prefix}1.2.3-rc.1",
-            recipe.name
-        )));
-    }
-    Ok(version)
 }
 
 /// Defaults overridden by `--set`; unknown names list the known ones.

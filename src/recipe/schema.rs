@@ -17,9 +17,9 @@ pub struct Recipe {
     pub description: String,
     #[serde(default)]
     pub homepage: Option<String>,
-    /// What a version of this extension looks like.
+    /// What a version of this extension looks like, and where the versions are listed.
     #[serde(default)]
-    pub version: VersionFormat,
+    pub version: VersionSpec,
     /// Supported architectures and the upstream name of each (`{{ upstream_arch }}`).
     /// Default: both, named like Go (`amd64`, `arm64`).
     #[serde(default)]
@@ -44,15 +44,56 @@ pub struct Recipe {
     pub templates: Vec<FileSpec>,
 }
 
-/// The accepted shape of versions.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// The accepted shape of versions and where upstream lists them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct VersionFormat {
+pub struct VersionSpec {
     /// Text before the numbers (`v` for `v1.32.0`); added when a user leaves it out.
     #[serde(default)]
     pub prefix: String,
     #[serde(default)]
     pub scheme: VersionScheme,
+    /// Where `list`, `latest` and `X.Y` look versions up. Without it only exact versions work.
+    #[serde(default)]
+    pub source: Option<VersionSource>,
+    /// How many of the newest minors `list --latest` shows (upstream's support window).
+    #[serde(default = "three")]
+    pub supported_minors: usize,
+}
+
+impl Default for VersionSpec {
+    fn default() -> Self {
+        Self { prefix: String::new(), scheme: VersionScheme::default(), source: None, supported_minors: three() }
+    }
+}
+
+fn three() -> usize {
+    3
+}
+
+/// Where upstream versions are listed.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum VersionSource {
+    /// GitHub releases of `owner/repo` (drafts never, pre-releases with `--pre`).
+    Github(String),
+    /// Marker files holding one version each (dl.k8s.io's `stable.txt`, `stable-1.31.txt`).
+    Markers(Markers),
+    /// A fixed list, for sources without an index.
+    List(Vec<String>),
+}
+
+/// URLs of marker files; `minor` is a template with `{{ minor }}` (`1.31`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Markers {
+    /// The newest stable version.
+    pub stable: String,
+    /// The newest stable version of one minor.
+    pub minor: String,
+    /// The newest version, pre-releases included (for `--pre`).
+    #[serde(default)]
+    pub latest: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -72,6 +113,10 @@ pub struct RecipeOption {
     pub default: String,
     #[serde(default)]
     pub description: String,
+    /// For options that are versions of something: their format and source, so `latest` and
+    /// `X.Y` resolve (`--cni-version latest`).
+    #[serde(default)]
+    pub version: Option<VersionSpec>,
 }
 
 /// One upstream download.

@@ -160,3 +160,72 @@ pub fn mirror_args(server: &Server) -> Vec<String> {
         server.mirror_for("https://github.com"),
     ]
 }
+
+/// One GitHub release in a fixture: `(tag, prerelease, draft)`.
+pub type GhRelease<'a> = (&'a str, bool, bool);
+
+/// Serves `releases` (in GitHub's order, newest first) as api.github.com release pages of
+/// `per_page` entries, linked by `Link: <…>; rel="next"` headers naming api.github.com like the
+/// real API does (bakery's mirror rewrites them). Returns the server paths of the pages.
+pub fn github_releases(server: &Server, repo: &str, releases: &[GhRelease], per_page: usize) -> Vec<String> {
+    let pages: Vec<&[GhRelease]> = releases.chunks(per_page.max(1)).collect();
+    let count = pages.len().max(1);
+    let page_url = |n: usize| format!("https://api.github.com/repositories/4242/releases?per_page=100&page={n}");
+    let mut paths = Vec::new();
+    for index in 0..count {
+        let page = pages.get(index).copied().unwrap_or(&[]);
+        let body: Vec<serde_json::Value> = page
+            .iter()
+            .map(|(tag, prerelease, draft)| {
+                serde_json::json!({
+                    "url": format!("https://api.github.com/repos/{repo}/releases/1"),
+                    "tag_name": tag,
+                    "name": tag,
+                    "draft": draft,
+                    "prerelease": prerelease,
+                    "published_at": "2025-01-01T00:00:00Z",
+                    "assets": [],
+                })
+            })
+            .collect();
+        let number = index + 1;
+        let mut links = Vec::new();
+        if number < count {
+            links.push(format!("<{}>; rel=\"next\"", page_url(number + 1)));
+            links.push(format!("<{}>; rel=\"last\"", page_url(count)));
+        }
+        if number > 1 {
+            links.push(format!("<{}>; rel=\"prev\"", page_url(number - 1)));
+            links.push(format!("<{}>; rel=\"first\"", page_url(1)));
+        }
+        let path = if number == 1 {
+            format!("/api.github.com/repos/{repo}/releases?per_page=100")
+        } else {
+            page_url(number).replace("https://", "/")
+        };
+        let link = links.join(", ");
+        let mut headers = vec![("Content-Type", "application/json; charset=utf-8")];
+        if !link.is_empty() {
+            headers.push(("Link", link.as_str()));
+        }
+        server.put_with_headers(&path, serde_json::to_vec(&body).unwrap(), &headers);
+        paths.push(path);
+    }
+    paths
+}
+
+/// dl.k8s.io's marker files: `stable.txt` (the first of `stable`), `stable-MAJOR.MINOR.txt` for
+/// each entry of `stable` (the newest patch per minor, newest minor first) and `latest.txt`.
+pub fn kubernetes_markers(server: &Server, stable: &[&str], latest: &str) {
+    server.put("/dl.k8s.io/release/stable.txt", format!("{}\n", stable[0]));
+    for version in stable {
+        let minor: Vec<&str> = version.trim_start_matches('v').split('.').take(2).collect();
+        server.put(&format!("/dl.k8s.io/release/stable-{}.txt", minor.join(".")), format!("{version}\n"));
+    }
+    server.put("/dl.k8s.io/release/latest.txt", format!("{latest}\n"));
+}
+
+/// `--mirror` for api.github.com.
+pub fn github_api_mirror(server: &Server) -> Vec<String> {
+    vec!["--mirror".into(), server.mirror_for("https://api.github.com")]
+}

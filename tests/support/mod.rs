@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod golden;
 pub mod server;
 
 use std::path::{Path, PathBuf};

@@ -7,9 +7,14 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// A body and its extra answer headers.
+type Served = (Vec<u8>, Vec<(String, String)>);
+
 #[derive(Default)]
 struct State {
-    files: HashMap<String, Vec<u8>>,
+    files: HashMap<String, Served>,
+    /// The headers of the last request for each path (lowercase names).
+    request_headers: HashMap<String, HashMap<String, String>>,
     hits: HashMap<String, usize>,
     resets: HashMap<String, usize>,
     statuses: HashMap<String, u16>,
@@ -68,7 +73,18 @@ impl Server {
     }
 
     pub fn put(&self, path: &str, body: impl Into<Vec<u8>>) {
-        self.state().files.insert(path.to_string(), body.into());
+        self.put_with_headers(path, body, &[]);
+    }
+
+    /// Serves `body` at `path` with extra answer headers.
+    pub fn put_with_headers(&self, path: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) {
+        let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.state().files.insert(path.to_string(), (body.into(), headers));
+    }
+
+    /// A header of the last request for `path`.
+    pub fn request_header(&self, path: &str, name: &str) -> Option<String> {
+        self.state().request_headers.get(path).and_then(|h| h.get(&name.to_ascii_lowercase()).cloned())
     }
 
     pub fn remove(&self, path: &str) {
@@ -144,18 +160,24 @@ fn handle(stream: TcpStream, shared: &Shared) {
     if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
         return;
     }
+    let mut headers = HashMap::new();
     loop {
         let mut header = String::new();
         match reader.read_line(&mut header) {
             Ok(0) | Err(_) => return,
             Ok(_) if header == "\r\n" || header == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((name, value)) = header.split_once(':') {
+                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+                }
+            }
         }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
     let answer = {
         let mut state = shared.state.lock().unwrap();
         *state.hits.entry(path.clone()).or_default() += 1;
+        state.request_headers.insert(path.clone(), headers);
         shared.changed.notify_all();
         while state.held.contains(&path) && !state.closing {
             state = shared.changed.wait(state).unwrap();
@@ -164,11 +186,12 @@ fn handle(stream: TcpStream, shared: &Shared) {
             *left -= 1;
             None
         } else if let Some(status) = state.statuses.get(&path) {
-            Some((*status, Vec::new()))
+            let (body, headers) = state.files.get(&path).cloned().unwrap_or_default();
+            Some((*status, body, headers))
         } else {
             match state.files.get(&path) {
-                Some(body) => Some((200, body.clone())),
-                None => Some((404, b"not found".to_vec())),
+                Some((body, headers)) => Some((200, body.clone(), headers.clone())),
+                None => Some((404, b"not found".to_vec(), Vec::new())),
             }
         }
     };
@@ -178,16 +201,20 @@ fn handle(stream: TcpStream, shared: &Shared) {
             socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)).ok();
             drop(stream);
         }
-        Some((status, body)) => {
+        Some((status, body, headers)) => {
             let reason = match status {
                 200 => "OK",
+                403 => "Forbidden",
                 404 => "Not Found",
                 500 => "Internal Server Error",
                 503 => "Service Unavailable",
                 _ => "Status",
             };
-            let head =
-                format!("HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+            let head = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+                body.len()
+            );
             let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
         }
     }
