@@ -5,6 +5,7 @@
 pub mod fixtures;
 pub mod golden;
 pub mod server;
+pub mod upstreams;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
