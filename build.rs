@@ -1,5 +1,6 @@
-//! Embeds the built-in recipe folders (`extensions/`) into the binary as a sorted list of
-//! `(relative path, bytes)` pairs, so an installed `bakery` needs no data files next to it.
+//! Embeds the data folders (`extensions/` recipes, `sysupdate/` and `butane/` templates) into
+//! the binary as sorted lists of `(relative path, bytes)` pairs, so an installed `bakery` needs
+//! no data files next to it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ fn embed(name: &str, folder: &str, code: &mut String) {
 fn main() {
     let mut code = String::new();
     embed("EXTENSIONS", "extensions", &mut code);
+    embed("SYSUPDATE", "sysupdate", &mut code);
+    embed("BUTANE", "butane", &mut code);
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR set by cargo"));
     std::fs::write(out.join("embedded.rs"), code).expect("writing embedded.rs");
 }

@@ -10,6 +10,7 @@ use crate::error::bad_input;
 use crate::model::{Arch, Compression, OsTarget};
 use crate::pipeline::create::{self, CreateJob};
 use crate::pipeline::resolve::Request;
+use crate::release::transfers;
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
@@ -43,6 +44,18 @@ pub struct CreateArgs {
     /// Print the resolved plan as JSON; download nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Also write this image's transfer files for systemd-sysupdate (needs --base-url)
+    #[arg(long, requires = "base_url")]
+    pub sysupdate: bool,
+    /// Where the output directory is served (Source Path= of the transfer files)
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)
+    #[arg(long, value_name = "SUFFIX", default_value = "conf")]
+    pub transfer_suffix: crate::sysupdate::transfer::Suffix,
+    /// Transfer files say Verify=no (no SHA256SUMS.gpg will be published)
+    #[arg(long)]
+    pub allow_unsigned: bool,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -92,9 +105,22 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         output: args.output.clone().or_else(|| defaults.output.clone()).unwrap_or_else(|| PathBuf::from(".")),
         force: args.force,
     };
+    let base_url = args.base_url.as_deref().map(crate::release::base_url).transpose()?;
     let built = super::until_interrupted(create::create(&settings, &job))?;
     println!("{}", built.published.image.display());
     println!("{}", built.published.sums.display());
+    if let (true, Some(base_url)) = (args.sysupdate, base_url) {
+        if args.allow_unsigned {
+            tracing::warn!("transfer files say Verify=no: nodes will trust the transport");
+        }
+        let (name, version) = (built.resolved.extension.as_str(), built.resolved.version.as_str());
+        let suffix = args.transfer_suffix;
+        let mut files = transfers::for_extension(name, &[version], &base_url, !args.allow_unsigned, 3, suffix)?;
+        files.push(transfers::noop(suffix));
+        for path in crate::release::write_transfers(&job.output, &files, suffix)? {
+            println!("{}", path.display());
+        }
+    }
     Ok(())
 }
 

@@ -1,10 +1,12 @@
 //! The command line: clap definitions, merging flags with environment and config, and the
 //! glue that runs each command. Results go to stdout, logs and progress to stderr.
 
+mod butane;
 mod create;
 mod inspect;
 mod list;
 pub mod logging;
+mod release;
 
 use std::path::PathBuf;
 
@@ -60,6 +62,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// List the known extensions, or an extension's upstream versions
     List(list::ListArgs),
+    /// Index a directory of images for systemd-sysupdate: SHA256SUMS, signature, transfer files
+    Release(release::ReleaseArgs),
+    /// Print a Butane (or Ignition) config that provisions a Flatcar node from a release
+    Butane(butane::ButaneArgs),
 }
 
 /// Runs the parsed command line.
@@ -68,6 +74,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Create(args) => create::run(&cli.global, args),
         Command::Inspect(args) => inspect::run(args),
         Command::List(args) => list::run(&cli.global, args),
+        Command::Release(args) => release::run(args),
+        Command::Butane(args) => butane::run(&cli.global, args),
     }
 }
 
@@ -134,7 +142,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["create", "inspect", "list"] {
+        for sub in ["create", "inspect", "list", "release", "butane"] {
             let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
             let help = err.render().to_string();
             assert!(help.contains("Usage:"), "{help}");

@@ -17,9 +17,19 @@ use crate::pipeline::validate::{self, Entry, EntryKind, Expect, Finding, ImageVi
 use crate::squashfs::format::{NO_INDEX, NOT_SET, SuperBlock};
 use crate::squashfs::xattr;
 
+/// What a versioned file name (`<ext>-<version>-<arch>.raw`) says the image is, when it does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub extension: String,
+    pub version: String,
+    pub arch: Arch,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
     pub image: String,
+    /// Set when the file name is `<ext>-<version>-<arch>.raw` for the image's extension-release.
+    pub identity: Option<Identity>,
     pub size: u64,
     pub compression: String,
     pub block_size: u32,
@@ -93,8 +103,15 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             },
         );
     let compression = COMPRESSORS.iter().find(|(id, _)| *id == superblock.compressor).map(|(_, n)| n.to_string());
+    let identity = match (&expect.name, &expect.version, expect.arch) {
+        (Some(extension), Some(version), Some(arch)) => {
+            Some(Identity { extension: extension.clone(), version: version.clone(), arch })
+        }
+        _ => None,
+    };
     Ok(Inspection {
         image: path.display().to_string(),
+        identity,
         size,
         compression: compression.unwrap_or_else(|| format!("compressor {}", superblock.compressor)),
         block_size: superblock.block_size,

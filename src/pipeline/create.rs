@@ -32,6 +32,7 @@ pub struct CreateJob {
 /// A built and published image.
 #[derive(Clone, Debug)]
 pub struct Built {
+    pub resolved: Resolved,
     pub published: Published,
     pub pack: PackStats,
     pub warnings: Vec<Finding>,
@@ -167,5 +168,5 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
         pack_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    Ok(Built { published, pack, warnings })
+    Ok(Built { resolved, published, pack, warnings })
 }

@@ -107,7 +107,12 @@ async fn fetch_artifact(
     };
     let (size, from_cache) = match cache.blob_size(&expected) {
         Some(size) => (size, true),
-        None => (http.download_verified(cache, &artifact.fetch_url, &expected, bar).await?, false),
+        None => {
+            let (tmp, size) =
+                http.download_verified(&artifact.fetch_url, &expected, &|| cache.temp_file(), bar).await?;
+            cache.commit_blob(tmp, &expected)?;
+            (size, false)
+        }
     };
     if let Some((url, bytes)) = checksum_file {
         cache.store_checksum_file(&url, &bytes)?;

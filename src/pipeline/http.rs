@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use indicatif::ProgressBar;
 use reqwest::header::HeaderMap;
+use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
 
-use super::cache::Cache;
 use crate::error::ChecksumMismatch;
 use crate::model::Sha256;
 use crate::model::digest::Hasher;
@@ -146,18 +146,20 @@ impl Http {
 
     /// Streams `url` into a cache temp file, hashing as it goes, and commits it if the digest is
     /// `expected`. Returns the size.
+    /// Streams `url` into a fresh temporary file from `temp_file`, hashing as it goes, and
+    /// returns the file with its size once its digest is `expected`. Callers rename it into place.
     pub async fn download_verified(
         &self,
-        cache: &Cache,
         url: &str,
         expected: &Sha256,
+        temp_file: &(dyn Fn() -> Result<NamedTempFile> + Sync),
         bar: &ProgressBar,
-    ) -> Result<u64> {
+    ) -> Result<(NamedTempFile, u64)> {
         self.with_retries(url, || async {
             let mut response = self.send(url, &[]).await?;
             bar.set_length(response.content_length().unwrap_or(0));
             bar.set_position(0);
-            let tmp = cache.temp_file().map_err(Failure::permanent)?;
+            let tmp = temp_file().map_err(Failure::permanent)?;
             let file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Failure::permanent(anyhow!(e)))?);
             let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
             let mut hasher = Hasher::default();
@@ -170,7 +172,7 @@ impl Http {
                 hasher.update(&chunk);
                 out.write_all(&chunk)
                     .await
-                    .map_err(|e| Failure::permanent(anyhow!(e).context("writing to the cache")))?;
+                    .map_err(|e| Failure::permanent(anyhow!(e).context("writing the download")))?;
                 size += chunk.len() as u64;
                 bar.set_position(size);
             }
@@ -180,8 +182,7 @@ impl Http {
                 let mismatch = ChecksumMismatch { expected: expected.to_string(), actual: actual.to_string() };
                 return Err(Failure::permanent(anyhow!(mismatch)));
             }
-            cache.commit_blob(tmp, expected).map_err(Failure::permanent)?;
-            Ok(size)
+            Ok((tmp, size))
         })
         .await
     }

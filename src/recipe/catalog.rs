@@ -11,10 +11,6 @@ use anyhow::{Context, Result};
 use super::{RECIPE_FILE, Recipe};
 use crate::error::bad_input;
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
-}
-
 /// Where a recipe was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -86,7 +82,7 @@ impl Catalog {
     /// The recipes embedded in this binary.
     pub fn builtin() -> Self {
         let mut sources: BTreeMap<String, RecipeSource> = BTreeMap::new();
-        for (path, bytes) in embedded::EXTENSIONS {
+        for (path, bytes) in crate::assets::extensions() {
             let Some((name, rel)) = path.split_once('/') else { continue };
             let source = sources.entry(name.to_string()).or_insert_with(|| RecipeSource {
                 name: name.to_string(),

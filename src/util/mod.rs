@@ -2,6 +2,7 @@
 
 pub mod atomic;
 pub mod cancel;
+pub mod gpg;
 
 use std::io::IsTerminal;
 

@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod golden;
+pub mod gpg;
 pub mod server;
 pub mod upstreams;
 

@@ -76,6 +76,17 @@ impl Server {
         self.put_with_headers(path, body, &[]);
     }
 
+    /// Serves every file of `dir` (not recursively) under `prefix` (`/ext`).
+    pub fn serve_dir(&self, prefix: &str, dir: &std::path::Path) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                let name = entry.file_name().into_string().unwrap();
+                self.put(&format!("{prefix}/{name}"), std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+
     /// Serves `body` at `path` with extra answer headers.
     pub fn put_with_headers(&self, path: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) {
         let headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -103,6 +103,19 @@ pub fn looks_prerelease(spec: &VersionSpec, version: &str) -> bool {
     }
 }
 
+/// Whether a version of any extension looks like a pre-release: a semver pre-release after the
+/// leading letters (`v1.33.0-rc.1`), or `~`.
+pub fn looks_prerelease_any(version: &str) -> bool {
+    let bare = version.trim_start_matches(|c: char| !c.is_ascii_digit());
+    match semver::Version::parse(bare) {
+        Ok(v) => !v.pre.is_empty(),
+        Err(_) => {
+            bare.contains('~')
+                || bare.split(['-', '.']).skip(1).any(|p| p.starts_with(|c: char| c.is_ascii_alphabetic()))
+        }
+    }
+}
+
 /// Sorts newest first (systemd's order) and drops duplicates.
 pub fn sort_newest_first(releases: &mut Vec<Release>) {
     releases.sort_by(|a, b| compare(&b.version, &a.version).then_with(|| b.version.cmp(&a.version)));

@@ -1,0 +1,26 @@
+//! Templates shipped in the binary: `sysupdate/` (transfer files) and `butane/` (node configs).
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
+}
+
+fn find(files: &'static [(&'static str, &'static [u8])], name: &str) -> &'static str {
+    let bytes = files.iter().find(|(path, _)| *path == name).map(|(_, bytes)| *bytes);
+    let bytes = bytes.unwrap_or_else(|| panic!("template {name} is embedded by build.rs"));
+    std::str::from_utf8(bytes).expect("templates are UTF-8")
+}
+
+/// A template from `sysupdate/`.
+pub fn sysupdate(name: &str) -> &'static str {
+    find(embedded::SYSUPDATE, name)
+}
+
+/// A template from `butane/`.
+pub fn butane(name: &str) -> &'static str {
+    find(embedded::BUTANE, name)
+}
+
+/// The recipe folders of `extensions/`.
+pub fn extensions() -> &'static [(&'static str, &'static [u8])] {
+    embedded::EXTENSIONS
+}

@@ -1,0 +1,196 @@
+//! `bakery butane`: a Flatcar node config that provisions images from a release: the image
+//! downloaded with its sha256 checked, linked into `/etc/extensions`, systemd-sysupdate set up to
+//! follow patch releases, and the node refresh run after each update. One model renders both the
+//! Butane YAML (template `butane/flatcar.bu`) and the Ignition JSON Butane would produce.
+
+pub mod ignition;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::error::bad_input;
+use crate::model::{Arch, ExtName, ExtVersion};
+use crate::pipeline::publish;
+use crate::pipeline::render::Renderer;
+use crate::release::transfers;
+use crate::sysupdate::pattern::{extension_pattern, minor_pattern, minor_prefix};
+use crate::sysupdate::transfer::{Suffix, TransferSpec};
+
+/// Butane's flatcar variant versions and the Ignition spec each translates to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ButaneVersion {
+    #[default]
+    V1_0_0,
+    V1_1_0,
+}
+
+impl ButaneVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ButaneVersion::V1_0_0 => "1.0.0",
+            ButaneVersion::V1_1_0 => "1.1.0",
+        }
+    }
+
+    pub fn ignition(self) -> &'static str {
+        match self {
+            ButaneVersion::V1_0_0 => "3.3.0",
+            ButaneVersion::V1_1_0 => "3.4.0",
+        }
+    }
+}
+
+impl std::str::FromStr for ButaneVersion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "1.0.0" => Ok(ButaneVersion::V1_0_0),
+            "1.1.0" => Ok(ButaneVersion::V1_1_0),
+            other => Err(format!("butane flatcar version {other:?} is not supported: 1.0.0 or 1.1.0")),
+        }
+    }
+}
+
+/// What to provision.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The extensions and versions, all for `arch`.
+    pub images: Vec<(ExtName, ExtVersion)>,
+    pub arch: Arch,
+    /// Where the release is served.
+    pub base_url: String,
+    pub butane_version: ButaneVersion,
+    /// Where the images' SHA256SUMS (or the images) are.
+    pub dir: PathBuf,
+    pub verify: bool,
+    pub suffix: Suffix,
+}
+
+/// A file written with inline contents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InlineFile {
+    pub path: String,
+    pub contents: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeExtension {
+    pub name: String,
+    pub version: String,
+    /// `/opt/extensions/<ext>`
+    pub dir: String,
+    /// The image on the node.
+    pub path: String,
+    pub url: String,
+    pub sha256: String,
+    /// `/etc/extensions/<ext>.raw`
+    pub link: String,
+    /// The transfer following this version's patch releases.
+    pub transfer: InlineFile,
+}
+
+/// Everything the node config holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NodeConfig {
+    pub generator: String,
+    pub butane_version: String,
+    pub ignition_version: String,
+    pub arch: Arch,
+    pub base_url: String,
+    pub extensions: Vec<NodeExtension>,
+    pub noop: InlineFile,
+    pub dropin: InlineFile,
+}
+
+/// Builds the node config; each image's sha256 comes from `dir/SHA256SUMS` or the image itself.
+pub fn plan(request: &Request) -> Result<NodeConfig> {
+    let base_url = crate::release::base_url(&request.base_url)?;
+    let sums = publish::read_sums(&request.dir)?;
+    let ext = request.suffix.extension();
+    let mut extensions = Vec::new();
+    for (name, version) in &request.images {
+        let image = format!("{name}-{version}-{}.raw", request.arch);
+        let sha256 = match sums.get(&image) {
+            Some(digest) => digest.to_string(),
+            None => digest_of(&request.dir, &image)?,
+        };
+        let pattern = match minor_prefix(version.as_str()) {
+            Some(minor) => minor_pattern(name.as_str(), &minor),
+            None => extension_pattern(name.as_str()),
+        };
+        let spec = TransferSpec {
+            name: name.to_string(),
+            base_url: base_url.clone(),
+            description: format!("{name}: releases matching {pattern}"),
+            pattern,
+            verify: request.verify,
+            instances_max: 3,
+        };
+        let dir = format!("/opt/extensions/{name}");
+        extensions.push(NodeExtension {
+            path: format!("{dir}/{image}"),
+            url: format!("{base_url}/{image}"),
+            sha256,
+            link: format!("/etc/extensions/{name}.raw"),
+            transfer: InlineFile { path: format!("/etc/sysupdate.{name}.d/{name}.{ext}"), contents: spec.render()? },
+            name: name.to_string(),
+            version: version.to_string(),
+            dir,
+        });
+    }
+    let (noop_name, noop) = transfers::noop(request.suffix);
+    Ok(NodeConfig {
+        generator: crate::pipeline::create::GENERATOR.to_string(),
+        butane_version: request.butane_version.as_str().to_string(),
+        ignition_version: request.butane_version.ignition().to_string(),
+        arch: request.arch,
+        base_url,
+        dropin: InlineFile { path: "bakery.conf".to_string(), contents: dropin(&extensions) },
+        extensions,
+        noop: InlineFile { path: format!("/etc/sysupdate.d/{noop_name}"), contents: noop },
+    })
+}
+
+fn digest_of(dir: &Path, image: &str) -> Result<String> {
+    let path = dir.join(image);
+    if !path.is_file() {
+        return Err(bad_input(format!(
+            "no sha256 for {image}: {} has no SHA256SUMS line for it and no such image (build it there or pass --dir)",
+            dir.display()
+        )));
+    }
+    Ok(publish::hash_file(&path)?.0.to_string())
+}
+
+/// The systemd-sysupdate.service drop-in: update each extension's component, then refresh.
+fn dropin(extensions: &[NodeExtension]) -> String {
+    let mut out = String::from("[Service]\n");
+    for e in extensions {
+        out.push_str(&format!("ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {} update\n", e.name));
+    }
+    out.push_str(
+        "ExecStartPost=/usr/bin/sh -c 'if command -v bakery >/dev/null 2>&1; then exec bakery node refresh; \
+         elif [ -x /opt/bin/bakery ]; then exec /opt/bin/bakery node refresh; else exec /usr/bin/systemd-sysext refresh; fi'\n",
+    );
+    out
+}
+
+/// The Butane YAML.
+pub fn to_butane(config: &NodeConfig) -> Result<String> {
+    Renderer::default().render("butane/flatcar.bu", crate::assets::butane("flatcar.bu"), config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn butane_versions_map_to_ignition_specs() {
+        assert_eq!("1.0.0".parse::<ButaneVersion>().unwrap().ignition(), "3.3.0");
+        assert_eq!("1.1.0".parse::<ButaneVersion>().unwrap().ignition(), "3.4.0");
+        assert!("2.0.0".parse::<ButaneVersion>().is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! `bakery butane EXT VERSION ARCH --base-url URL`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::Global;
+use crate::butane::{self, ButaneVersion, Request};
+use crate::error::bad_input;
+use crate::model::{Arch, ExtName};
+use crate::pipeline::versions;
+use crate::sysupdate::transfer::Suffix;
+
+#[derive(Debug, Args)]
+pub struct ButaneArgs {
+    /// Extension name, e.g. kubernetes
+    #[arg(value_name = "EXT")]
+    pub extension: String,
+    /// Exact version, e.g. v1.32.0 (the node follows its patch releases)
+    #[arg(value_name = "VERSION")]
+    pub ext_version: String,
+    /// Architecture: x86-64 or arm64
+    #[arg(value_name = "ARCH")]
+    pub arch: Arch,
+    /// Where the release is served (what `bakery release --base-url` was given)
+    #[arg(long, value_name = "URL")]
+    pub base_url: String,
+    /// Another extension for the same node (repeatable)
+    #[arg(long = "with", value_name = "EXT=VERSION")]
+    pub with: Vec<String>,
+    /// Directory with the images' SHA256SUMS (or the images) [default: .]
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Butane flatcar variant version: 1.0.0 or 1.1.0
+    #[arg(long, value_name = "VERSION", default_value = "1.0.0")]
+    pub butane_version: ButaneVersion,
+    /// Print the Ignition JSON Butane would produce instead of Butane YAML
+    #[arg(long)]
+    pub ignition: bool,
+    /// Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)
+    #[arg(long, value_name = "SUFFIX", default_value = "conf")]
+    pub transfer_suffix: Suffix,
+    /// Transfer files say Verify=no (for releases published with --allow-unsigned)
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+pub fn run(global: &Global, args: &ButaneArgs) -> Result<()> {
+    let settings = global.settings()?;
+    let mut wanted = vec![(args.extension.clone(), args.ext_version.clone())];
+    for with in &args.with {
+        let (name, version) =
+            with.split_once('=').ok_or_else(|| bad_input(format!("--with {with:?}: expected EXT=VERSION")))?;
+        wanted.push((name.to_string(), version.to_string()));
+    }
+    let mut images = Vec::new();
+    for (name, version) in wanted {
+        let recipe = settings.catalog.get(&name)?.recipe()?;
+        let version = versions::exact(&recipe.version, &name, &version)?;
+        let name: ExtName = name.parse().map_err(|e| bad_input(format!("{e}")))?;
+        if images.iter().any(|(n, _): &(ExtName, _)| *n == name) {
+            return Err(bad_input(format!("{name} is given twice")));
+        }
+        images.push((name, version));
+    }
+    if args.allow_unsigned {
+        tracing::warn!("transfer files say Verify=no: the node will trust the transport");
+    }
+    let request = Request {
+        images,
+        arch: args.arch,
+        base_url: args.base_url.clone(),
+        butane_version: args.butane_version,
+        dir: args.dir.clone(),
+        verify: !args.allow_unsigned,
+        suffix: args.transfer_suffix,
+    };
+    let config = butane::plan(&request)?;
+    if args.ignition {
+        print!("{}", butane::ignition::to_ignition(&config));
+    } else {
+        print!("{}", butane::to_butane(&config)?);
+    }
+    Ok(())
+}

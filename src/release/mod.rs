@@ -1,0 +1,241 @@
+//! `bakery release DIR`: a directory of images becomes a release that any static web server can
+//! serve to systemd-sysupdate: `SHA256SUMS` over every valid image (and its signature),
+//! `index.json`, transfer files and the public key nodes verify with. Every file is written
+//! atomically, only when its content changes, and `SHA256SUMS` last.
+
+pub mod index;
+pub mod transfers;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::error::bad_input;
+use crate::image::inspect;
+use crate::model::sums::Sha256Sums;
+use crate::pipeline::publish::{self, SUMS_FILE};
+use crate::pipeline::validate;
+use crate::pipeline::versions::looks_prerelease_any;
+use crate::sysupdate::transfer::Suffix;
+use crate::util::{atomic, gpg};
+use index::{Index, IndexedImage};
+
+/// The detached signature of `SHA256SUMS`.
+pub const SIGNATURE_FILE: &str = "SHA256SUMS.gpg";
+/// The public key, to install on nodes as `/etc/systemd/import-pubring.gpg`.
+pub const PUBLIC_KEY_FILE: &str = "import-pubring.gpg";
+pub const INDEX_FILE: &str = "index.json";
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Where the release is served (`Source Path=` of the transfer files).
+    pub base_url: Option<String>,
+    pub sign_key: Option<String>,
+    pub allow_unsigned: bool,
+    pub suffix: Suffix,
+    /// Invalid images are fatal instead of skipped.
+    pub strict: bool,
+    /// The directory is a pre-release channel.
+    pub pre: bool,
+    pub instances_max: u32,
+}
+
+/// What a release run found and wrote.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Released {
+    pub images: Vec<IndexedImage>,
+    pub skipped: Vec<Skipped>,
+    /// Files whose content changed.
+    pub written: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    pub file: String,
+    pub reason: String,
+}
+
+/// An absolute http(s) URL without a trailing `/`.
+pub fn base_url(url: &str) -> Result<String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split('/').next().unwrap_or_default()).unwrap_or_default();
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(bad_input(format!(
+            "--base-url {url:?} is not an absolute http(s) URL, e.g. https://example.org/ext"
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Indexes, signs and describes the images in `dir`.
+pub fn release(dir: &Path, options: &Options) -> Result<Released> {
+    let base_url = options.base_url.as_deref().map(base_url).transpose()?;
+    match (&options.sign_key, options.allow_unsigned) {
+        (Some(key), _) => gpg::require_secret_key(key)?,
+        (None, true) => {
+            tracing::warn!("publishing without a signature: transfer files say Verify=no, so nodes trust the transport")
+        }
+        (None, false) => {
+            return Err(bad_input(
+                "nodes check SHA256SUMS.gpg (Verify=yes): pass --sign-key KEY, or --allow-unsigned to publish Verify=no",
+            ));
+        }
+    }
+    if !dir.is_dir() {
+        return Err(bad_input(format!("{} is not a directory", dir.display())));
+    }
+
+    let mut released = Released::default();
+    for (file, path) in raw_files(dir)? {
+        match check_image(&file, &path, options.pre) {
+            Ok(image) => released.images.push(image),
+            Err(reason) => {
+                tracing::warn!("skipping {file}: {reason}");
+                released.skipped.push(Skipped { file, reason });
+            }
+        }
+    }
+    if options.strict && !released.skipped.is_empty() {
+        let list: Vec<String> = released.skipped.iter().map(|s| format!("{}: {}", s.file, s.reason)).collect();
+        return Err(bad_input(format!("invalid images in {} (--strict):\n  {}", dir.display(), list.join("\n  "))));
+    }
+
+    let mut sums = Sha256Sums::default();
+    for image in &released.images {
+        sums.insert(&image.file, image.sha256).map_err(|e| bad_input(format!("image name {e}")))?;
+    }
+    let index = Index::new(&released.images);
+    let verify = options.sign_key.is_some();
+    let mut files: Vec<(String, Vec<u8>)> = vec![(INDEX_FILE.to_string(), index.to_json().into_bytes())];
+    if let Some(base_url) = &base_url {
+        for (name, text) in transfers::for_release(&index, base_url, verify, options.instances_max, options.suffix)? {
+            files.push((name, text.into_bytes()));
+        }
+        remove_other_suffix(dir, &files, options.suffix)?;
+    } else {
+        tracing::info!("no --base-url: no transfer files written");
+    }
+    let sums_text = sums.render();
+    let sums_changed = std::fs::read(dir.join(SUMS_FILE)).ok().as_deref() != Some(sums_text.as_bytes());
+    if let Some(key) = &options.sign_key {
+        let public = gpg::export_public_key(key)?;
+        let signature_path = dir.join(SIGNATURE_FILE);
+        let keep = !sums_changed && signature_path.is_file() && signature_still_valid(&public, dir)?;
+        if !keep {
+            let unsigned = tempfile::NamedTempFile::new_in(dir).context("creating a temporary file for signing")?;
+            std::fs::write(unsigned.path(), &sums_text)?;
+            files.push((SIGNATURE_FILE.to_string(), gpg::sign_detached(key, unsigned.path())?));
+        }
+        files.insert(0, (PUBLIC_KEY_FILE.to_string(), public));
+    } else if sums_changed && dir.join(SIGNATURE_FILE).exists() {
+        std::fs::remove_file(dir.join(SIGNATURE_FILE)).context("removing the stale SHA256SUMS.gpg")?;
+        released.written.push(dir.join(SIGNATURE_FILE));
+    }
+    files.push((SUMS_FILE.to_string(), sums_text.into_bytes()));
+    for (name, bytes) in files {
+        let path = dir.join(&name);
+        if write_if_changed(&path, &bytes)? {
+            released.written.push(path);
+        }
+    }
+    Ok(released)
+}
+
+/// `(file name, path)` of every regular `*.raw` file, sorted.
+fn raw_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else { continue };
+        if name.ends_with(".raw") && !name.starts_with('.') && entry.file_type()?.is_file() {
+            out.push((name, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A valid, versioned image, or why it is not one.
+fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, String> {
+    let inspection = inspect::inspect(path).map_err(|e| format!("{e:#}"))?;
+    let errors: Vec<String> = validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    let identity = inspection
+        .identity
+        .ok_or_else(|| "the name is not <ext>-<version>-<arch>.raw for its extension-release".to_string())?;
+    if looks_prerelease_any(&identity.version) && !pre {
+        return Err(format!(
+            "{} is a pre-release, which systemd orders above its final (v1.0.0-rc.1 > v1.0.0); publish it in a --pre directory",
+            identity.version
+        ));
+    }
+    let (sha256, size) = publish::hash_file(path).map_err(|e| format!("{e:#}"))?;
+    Ok(IndexedImage {
+        file: file.to_string(),
+        extension: identity.extension,
+        version: identity.version,
+        arch: identity.arch,
+        sha256,
+        size,
+        manifest: inspection.manifest.map(index::ManifestSummary::from),
+    })
+}
+
+/// Whether the existing `SHA256SUMS.gpg` still verifies `SHA256SUMS` with `public_key`.
+fn signature_still_valid(public_key: &[u8], dir: &Path) -> Result<bool> {
+    let keyring = tempfile::NamedTempFile::new().context("creating a temporary keyring")?;
+    std::fs::write(keyring.path(), public_key)?;
+    Ok(gpg::verify_detached(keyring.path(), &dir.join(SUMS_FILE), &dir.join(SIGNATURE_FILE)).is_ok())
+}
+
+/// Writes transfer files into `dir` (those that changed) and removes their counterparts with the
+/// other suffix, so a directory never holds both. Returns the paths written.
+pub fn write_transfers(dir: &Path, files: &[(String, String)], suffix: Suffix) -> Result<Vec<PathBuf>> {
+    let bytes: Vec<(String, Vec<u8>)> = files.iter().map(|(n, t)| (n.clone(), t.clone().into_bytes())).collect();
+    remove_other_suffix(dir, &bytes, suffix)?;
+    let mut written = Vec::new();
+    for (name, content) in bytes {
+        let path = dir.join(name);
+        if write_if_changed(&path, &content)? {
+            written.push(path);
+        }
+    }
+    Ok(written)
+}
+
+/// Removes transfer files this release would write with the other suffix (never both).
+fn remove_other_suffix(dir: &Path, files: &[(String, Vec<u8>)], suffix: Suffix) -> Result<()> {
+    let (ours, theirs) = (format!(".{}", suffix.extension()), format!(".{}", suffix.other().extension()));
+    for (name, _) in files.iter().filter(|(n, _)| n.ends_with(&ours)) {
+        let other = dir.join(format!("{}{theirs}", name.trim_end_matches(&ours)));
+        if other.is_file() {
+            std::fs::remove_file(&other).with_context(|| format!("removing {}", other.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` atomically unless the file already holds them; true when it wrote.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    if std::fs::read(path).is_ok_and(|current| current == bytes) {
+        return Ok(false);
+    }
+    atomic::write_atomic(path, bytes)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_must_be_absolute() {
+        assert_eq!(base_url("https://example.org/ext/").unwrap(), "https://example.org/ext");
+        for bad in ["example.org/ext", "/srv/ext", "https://", "ftp://x/y", "https://a b"] {
+            assert_eq!(crate::error::exit_code(&base_url(bad).unwrap_err()), 2, "{bad}");
+        }
+    }
+}
