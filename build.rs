@@ -1,4 +1,4 @@
-//! Embeds the data folders (`extensions/` recipes, `sysupdate/` and `butane/` templates) into
+//! Embeds the data folders (`extensions/` recipes, `sysupdate/` and `butane/` templates, `units/`) into
 //! the binary as sorted lists of `(relative path, bytes)` pairs, so an installed `bakery` needs
 //! no data files next to it.
 
@@ -38,6 +38,7 @@ fn main() {
     embed("EXTENSIONS", "extensions", &mut code);
     embed("SYSUPDATE", "sysupdate", &mut code);
     embed("BUTANE", "butane", &mut code);
+    embed("UNITS", "units", &mut code);
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR set by cargo"));
     std::fs::write(out.join("embedded.rs"), code).expect("writing embedded.rs");
 }

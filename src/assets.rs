@@ -1,4 +1,5 @@
-//! Templates shipped in the binary: `sysupdate/` (transfer files) and `butane/` (node configs).
+//! Files shipped in the binary: `sysupdate/` (transfer files), `butane/` (node configs) and
+//! `units/` (the units nodes run bakery with).
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded.rs"));
@@ -18,6 +19,11 @@ pub fn sysupdate(name: &str) -> &'static str {
 /// A template from `butane/`.
 pub fn butane(name: &str) -> &'static str {
     find(embedded::BUTANE, name)
+}
+
+/// A unit file from `units/` (what nodes run bakery with).
+pub fn unit(name: &str) -> &'static str {
+    find(embedded::UNITS, name)
 }
 
 /// The recipe folders of `extensions/`.

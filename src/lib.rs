@@ -9,7 +9,8 @@ pub mod cli; // clap definitions and the glue running each command
 pub mod config; // bakery.toml, environment and flags
 pub mod error;
 pub mod image; // reading images back: inspect // error kinds callers branch on (bad input → exit 2, checksum mismatch)
-pub mod model; // domain values: Arch, Sha256, ExtName, ExtVersion, mirrors, extension-release, manifest
+pub mod model;
+pub mod node; // the node agent: update, refresh, status, rollback // domain values: Arch, Sha256, ExtName, ExtVersion, mirrors, extension-release, manifest
 pub mod pipeline; // build side: resolve, fetch, plan, validate, publish (pack lives in squashfs)
 pub mod recipe;
 pub mod release; // bakery release: SHA256SUMS, signature, index.json, transfer files // the recipe format and the catalog of built-in and local recipes

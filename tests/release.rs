@@ -302,6 +302,17 @@ fn butane_and_ignition_provision_the_images_with_their_hashes() {
     }
     assert_eq!(yaml["storage"]["links"], json["storage"]["links"]);
     assert_eq!(yaml["systemd"], json["systemd"]);
+
+    // The units are the ones shipped in units/, byte for byte.
+    let units = Path::new(env!("CARGO_MANIFEST_DIR")).join("units");
+    let refresh =
+        json["systemd"]["units"].as_array().unwrap().iter().find(|u| u["name"] == "bakery-refresh.service").unwrap();
+    assert_eq!(refresh["contents"], read(&units.join("bakery-refresh.service")));
+    let sysupdate =
+        json["systemd"]["units"].as_array().unwrap().iter().find(|u| u["name"] == "systemd-sysupdate.service").unwrap();
+    let dropin =
+        sysupdate["dropins"].as_array().unwrap().iter().find(|d| d["name"] == "10-bakery-refresh.conf").unwrap();
+    assert_eq!(dropin["contents"], read(&units.join("systemd-sysupdate.service.d/10-bakery-refresh.conf")));
 }
 
 #[test]

@@ -66,6 +66,8 @@ struct Unit {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contents: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dropins: Vec<Dropin>,
 }
@@ -124,17 +126,20 @@ pub fn to_ignition(config: &NodeConfig) -> String {
                 .collect(),
         },
         systemd: Systemd {
-            units: vec![
-                Unit { name: "systemd-sysupdate.timer".into(), enabled: Some(true), dropins: vec![] },
-                Unit {
-                    name: "systemd-sysupdate.service".into(),
-                    enabled: None,
-                    dropins: vec![Dropin {
-                        name: config.dropin.path.clone(),
-                        contents: config.dropin.contents.clone(),
-                    }],
-                },
-            ],
+            units: config
+                .units
+                .iter()
+                .map(|u| Unit {
+                    name: u.name.clone(),
+                    enabled: u.enabled,
+                    contents: u.contents.clone(),
+                    dropins: u
+                        .dropins
+                        .iter()
+                        .map(|d| Dropin { name: d.path.clone(), contents: d.contents.clone() })
+                        .collect(),
+                })
+                .collect(),
         },
     };
     let mut json = serde_json::to_string_pretty(&ignition).expect("an Ignition config serialises");

@@ -102,7 +102,16 @@ pub struct NodeConfig {
     pub base_url: String,
     pub extensions: Vec<NodeExtension>,
     pub noop: InlineFile,
-    pub dropin: InlineFile,
+    pub units: Vec<UnitConfig>,
+}
+
+/// A systemd unit the config installs, enables or extends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnitConfig {
+    pub name: String,
+    pub enabled: Option<bool>,
+    pub contents: Option<String>,
+    pub dropins: Vec<InlineFile>,
 }
 
 /// Builds the node config; each image's sha256 comes from `dir/SHA256SUMS` or the image itself.
@@ -148,7 +157,7 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
         ignition_version: request.butane_version.ignition().to_string(),
         arch: request.arch,
         base_url,
-        dropin: InlineFile { path: "bakery.conf".to_string(), contents: dropin(&extensions) },
+        units: units(&extensions),
         extensions,
         noop: InlineFile { path: format!("/etc/sysupdate.d/{noop_name}"), contents: noop },
     })
@@ -165,17 +174,35 @@ fn digest_of(dir: &Path, image: &str) -> Result<String> {
     Ok(publish::hash_file(&path)?.0.to_string())
 }
 
-/// The systemd-sysupdate.service drop-in: update each extension's component, then refresh.
-fn dropin(extensions: &[NodeExtension]) -> String {
-    let mut out = String::from("[Service]\n");
+/// The shipped `units/` (bakery-refresh.service, the systemd-sysupdate.service drop-in that starts
+/// it), the timer enabled, and a drop-in that updates each extension's sysupdate component.
+fn units(extensions: &[NodeExtension]) -> Vec<UnitConfig> {
+    let mut components = String::from("# Update each extension's component (/etc/sysupdate.<ext>.d).\n[Service]\n");
     for e in extensions {
-        out.push_str(&format!("ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {} update\n", e.name));
+        components.push_str(&format!("ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {} update\n", e.name));
     }
-    out.push_str(
-        "ExecStartPost=/usr/bin/sh -c 'if command -v bakery >/dev/null 2>&1; then exec bakery node refresh; \
-         elif [ -x /opt/bin/bakery ]; then exec /opt/bin/bakery node refresh; else exec /usr/bin/systemd-sysext refresh; fi'\n",
-    );
-    out
+    let refresh_dropin = "10-bakery-refresh.conf";
+    vec![
+        UnitConfig {
+            name: "bakery-refresh.service".into(),
+            enabled: None,
+            contents: Some(crate::assets::unit("bakery-refresh.service").to_string()),
+            dropins: vec![],
+        },
+        UnitConfig { name: "systemd-sysupdate.timer".into(), enabled: Some(true), contents: None, dropins: vec![] },
+        UnitConfig {
+            name: "systemd-sysupdate.service".into(),
+            enabled: None,
+            contents: None,
+            dropins: vec![
+                InlineFile {
+                    path: refresh_dropin.into(),
+                    contents: crate::assets::unit(&format!("systemd-sysupdate.service.d/{refresh_dropin}")).to_string(),
+                },
+                InlineFile { path: "20-bakery-components.conf".into(), contents: components },
+            ],
+        },
+    ]
 }
 
 /// The Butane YAML.

@@ -6,6 +6,7 @@ mod create;
 mod inspect;
 mod list;
 pub mod logging;
+mod node;
 mod release;
 
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub enum Command {
     Release(release::ReleaseArgs),
     /// Print a Butane (or Ignition) config that provisions a Flatcar node from a release
     Butane(butane::ButaneArgs),
+    /// On a node: stage, activate, inspect and roll back extension images
+    Node(node::NodeArgs),
 }
 
 /// Runs the parsed command line.
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::List(args) => list::run(&cli.global, args),
         Command::Release(args) => release::run(args),
         Command::Butane(args) => butane::run(&cli.global, args),
+        Command::Node(args) => node::run(&cli.global, args),
     }
 }
 
@@ -94,10 +98,13 @@ impl Global {
         for dir in config.file.extensions_dirs.iter().chain(&self.extensions_dirs) {
             catalog.add_dir(dir)?;
         }
-        let cache_dir =
-            self.cache_dir.clone().or_else(|| config.file.cache_dir.clone()).or_else(Cache::default_root).ok_or_else(
-                || bad_input("no cache directory: set --cache-dir, BAKERY_CACHE_DIR, XDG_CACHE_HOME or HOME"),
-            )?;
+        // services run without HOME
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .or_else(|| config.file.cache_dir.clone())
+            .or_else(Cache::default_root)
+            .unwrap_or_else(|| PathBuf::from("/var/cache/bakery"));
         Ok(Settings {
             catalog,
             mirrors: Mirrors::new(rules),
@@ -142,7 +149,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["create", "inspect", "list", "release", "butane"] {
+        for sub in ["create", "inspect", "list", "release", "butane", "node"] {
             let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
             let help = err.render().to_string();
             assert!(help.contains("Usage:"), "{help}");

@@ -51,6 +51,15 @@ pub struct Node<'a> {
     pub keyring: Option<PathBuf>,
 }
 
+/// Limits on top of the transfer file: which versions are wanted, which images must stay.
+#[derive(Default)]
+pub struct Policy<'a> {
+    /// Only versions (as `@v` captures them) this accepts are candidates.
+    pub accept: Option<&'a dyn Fn(&str) -> bool>,
+    /// Image file names never pruned (the active and the last good one).
+    pub protect: Vec<String>,
+}
+
 /// Every image in `sums` that a source pattern of `transfer` matches for `arch`, newest first.
 pub fn candidates(transfer: &Transfer, sums: &Sha256Sums, arch: Arch) -> Result<Vec<Candidate>> {
     let patterns: Vec<Pattern> = transfer
@@ -72,6 +81,11 @@ pub fn candidates(transfer: &Transfer, sums: &Sha256Sums, arch: Arch) -> Result<
 
 /// Runs one transfer; `None` when the release offers nothing it matches.
 pub async fn update(node: &Node<'_>, transfer: &Transfer) -> Result<Option<Outcome>> {
+    update_with(node, transfer, &Policy::default()).await
+}
+
+/// [`update`] with a [`Policy`].
+pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'_>) -> Result<Option<Outcome>> {
     let (source_type, target_type) = (transfer.source.get("Type"), transfer.target.get("Type"));
     if source_type != Some("url-file") || target_type != Some("regular-file") {
         bail!("only url-file sources and regular-file targets are supported, not {source_type:?} → {target_type:?}");
@@ -84,7 +98,10 @@ pub async fn update(node: &Node<'_>, transfer: &Transfer) -> Result<Option<Outco
     }
     let text = String::from_utf8(sums_bytes).map_err(|_| anyhow!("{sums_url}: not UTF-8"))?;
     let sums = Sha256Sums::parse(&text).map_err(|e| anyhow!("{sums_url}: {e}"))?;
-    let Some(newest) = candidates(transfer, &sums, node.arch)?.into_iter().next() else { return Ok(None) };
+    let accepted = candidates(transfer, &sums, node.arch)?
+        .into_iter()
+        .filter(|c| policy.accept.is_none_or(|accept| accept(&c.version)));
+    let Some(newest) = accepted.into_iter().next() else { return Ok(None) };
 
     let target_pattern =
         transfer.target.patterns().into_iter().next().or_else(|| transfer.source.patterns().into_iter().next());
@@ -106,7 +123,9 @@ pub async fn update(node: &Node<'_>, transfer: &Transfer) -> Result<Option<Outco
         replace_symlink(&node.root.join(link.trim_start_matches('/')), &node_path)?;
     }
     let keep: usize = transfer.target.get("InstancesMax").and_then(|n| n.parse().ok()).unwrap_or(2);
-    let removed = prune(&dir, &target_pattern, &name, keep)?;
+    let mut protected = policy.protect.clone();
+    protected.push(name.clone());
+    let removed = prune(&dir, &target_pattern, &protected, keep)?;
     Ok(Some(Outcome { version: newest.version, path: node_path, downloaded: !present, removed }))
 }
 
@@ -137,8 +156,8 @@ pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
     atomic::sync_dir(dir)
 }
 
-/// Removes the oldest images matching `pattern` beyond `keep`, never `current`.
-fn prune(dir: &Path, pattern: &Pattern, current: &str, keep: usize) -> Result<Vec<String>> {
+/// Removes the oldest images matching `pattern` beyond `keep`, never a `protected` one.
+fn prune(dir: &Path, pattern: &Pattern, protected: &[String], keep: usize) -> Result<Vec<String>> {
     let mut images: Vec<(String, String)> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
@@ -148,7 +167,7 @@ fn prune(dir: &Path, pattern: &Pattern, current: &str, keep: usize) -> Result<Ve
     let mut removed = Vec::new();
     let mut kept = 0;
     for (_, name) in images {
-        if name == current || kept < keep.max(1) {
+        if protected.contains(&name) || kept < keep.max(1) {
             kept += 1;
             continue;
         }
@@ -185,7 +204,8 @@ mod tests {
             std::fs::write(dir.path().join(format!("k-v1.32.{v}-x86-64.raw")), v).unwrap();
         }
         let pattern = Pattern::parse("k-v1.32.@v-%a.raw", Arch::X86_64).unwrap();
-        let removed = prune(dir.path(), &pattern, "k-v1.32.1-x86-64.raw", 2).unwrap();
+        let protected = ["k-v1.32.1-x86-64.raw".to_string()];
+        let removed = prune(dir.path(), &pattern, &protected, 2).unwrap();
         assert_eq!(removed, ["k-v1.32.2-x86-64.raw"]);
     }
 }

@@ -3,6 +3,7 @@
 pub mod atomic;
 pub mod cancel;
 pub mod gpg;
+pub mod time;
 
 use std::io::IsTerminal;
 

@@ -1,0 +1,108 @@
+//! `bakery node update | refresh | status | rollback`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand};
+
+use super::Global;
+use crate::node::config::NodeConfig;
+use crate::node::refresh::{self, Report, Timing};
+use crate::node::systemd::Bus;
+use crate::node::{status, update};
+use crate::pipeline::http::Http;
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's root directory; other than / (a mounted image, a test root) systemd is left alone
+    #[arg(long, value_name = "DIR", default_value = "/", global = true)]
+    pub root: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate
+    Update {
+        /// Only this extension
+        #[arg(value_name = "EXT")]
+        extension: Option<String>,
+        /// Refresh afterwards
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Validate and merge what is linked, restart changed units, check them, roll back failures
+    Refresh,
+    /// Linked, merged, recorded and staged versions, and unit states
+    Status,
+    /// Link an extension back to its previous image and refresh
+    Rollback {
+        #[arg(value_name = "EXT")]
+        extension: String,
+    },
+}
+
+pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
+    let root = args.root.as_path();
+    let config = NodeConfig::load(root)?;
+    super::until_interrupted(async {
+        let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
+        match &args.command {
+            NodeCommand::Update { extension, activate } => {
+                let settings = global.settings()?;
+                let http = Http::new(settings.retry)?;
+                let staged = update::update(root, &config, &http, &settings.mirrors, extension.as_deref()).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&staged)?);
+                } else {
+                    for s in &staged {
+                        match (&s.image, s.downloaded) {
+                            (Some(image), true) => println!("{}: staged {image}", s.extension),
+                            (Some(image), false) => println!("{}: {image} is already staged", s.extension),
+                            (None, _) => println!("{}: the release has nothing {} matches", s.extension, s.source),
+                        }
+                    }
+                }
+                if *activate {
+                    let report = refresh::refresh(root, &config, bus.as_ref(), Timing::from_config(&config)).await?;
+                    return finish(&report, args.json);
+                }
+                Ok(())
+            }
+            NodeCommand::Refresh => {
+                let report = refresh::refresh(root, &config, bus.as_ref(), Timing::from_config(&config)).await?;
+                finish(&report, args.json)
+            }
+            NodeCommand::Status => {
+                let statuses = status::status(root, bus.as_ref()).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&statuses)?);
+                } else {
+                    print!("{}", status::render(&statuses));
+                }
+                Ok(())
+            }
+            NodeCommand::Rollback { extension } => {
+                let report = status::rollback(root, &config, extension, bus.as_ref()).await?;
+                finish(&report, args.json)
+            }
+        }
+    })
+}
+
+/// Prints a refresh report; failures make the command fail naming them.
+fn finish(report: &Report, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        for line in &report.lines {
+            println!("{}: {:?}: {}", line.extension, line.outcome, line.message);
+        }
+    }
+    let failures: Vec<String> = report.failures().iter().map(|l| format!("{}: {}", l.extension, l.message)).collect();
+    if failures.is_empty() { Ok(()) } else { Err(anyhow!("{}", failures.join("; "))) }
+}

@@ -1,0 +1,172 @@
+//! `/var/lib/bakery/versions.json`: per extension what is active, what was before, what last
+//! worked and how the last run ended, plus a bounded history. Written atomically, so it always
+//! parses, even when a run is killed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::util::atomic;
+
+pub const FILE: &str = "var/lib/bakery/versions.json";
+/// History entries kept.
+pub const HISTORY: usize = 50;
+
+/// One image as activated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Activation {
+    pub version: String,
+    /// The image's path on the node.
+    pub image: String,
+    /// The image file's sha256.
+    pub sha256: String,
+    /// The upstream artifacts' sha256, from the image's manifest.
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, String>,
+    pub activated_at: String,
+}
+
+/// How a run ended for an extension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Activated,
+    Unchanged,
+    RolledBack,
+    Refused,
+    Failed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastResult {
+    pub outcome: Outcome,
+    pub message: String,
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtensionRecord {
+    pub active: Option<Activation>,
+    pub previous: Option<Activation>,
+    pub last_good: Option<Activation>,
+    pub last_result: Option<LastResult>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: String,
+    pub extension: String,
+    pub outcome: Outcome,
+    pub version: Option<String>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Records {
+    pub schema: u32,
+    #[serde(default)]
+    pub extensions: BTreeMap<String, ExtensionRecord>,
+    #[serde(default)]
+    pub history: Vec<Event>,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Self { schema: 1, extensions: BTreeMap::new(), history: Vec::new() }
+    }
+}
+
+impl Records {
+    /// Reads the records under `root` (empty when there are none yet).
+    pub fn load(root: &Path) -> Result<Self> {
+        let path = root.join(FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Writes the records atomically.
+    pub fn save(&self, root: &Path) -> Result<()> {
+        let path = root.join(FILE);
+        let dir = path.parent().expect("the records have a directory");
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut json = serde_json::to_vec_pretty(self).expect("records serialise");
+        json.push(b'\n');
+        atomic::write_atomic(&path, &json)
+    }
+
+    pub fn extension(&mut self, name: &str) -> &mut ExtensionRecord {
+        self.extensions.entry(name.to_string()).or_default()
+    }
+
+    /// Notes how a run ended for `extension`, in its record and the bounded history.
+    pub fn note(&mut self, extension: &str, outcome: Outcome, version: Option<&str>, message: &str) {
+        let at = crate::util::time::now_rfc3339();
+        self.extension(extension).last_result =
+            Some(LastResult { outcome: outcome.clone(), message: message.to_string(), at: at.clone() });
+        self.history.push(Event {
+            at,
+            extension: extension.to_string(),
+            outcome,
+            version: version.map(str::to_string),
+            message: message.to_string(),
+        });
+        let excess = self.history.len().saturating_sub(HISTORY);
+        self.history.drain(..excess);
+    }
+
+    /// Makes `activation` the active one of `extension`; the old active becomes previous.
+    pub fn activate(&mut self, extension: &str, activation: Activation) {
+        let record = self.extension(extension);
+        if record.active.as_ref().is_some_and(|a| a.sha256 != activation.sha256) {
+            record.previous = record.active.take();
+        }
+        record.active = Some(activation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activation(version: &str) -> Activation {
+        Activation {
+            version: version.into(),
+            image: format!("/opt/extensions/demo/demo-{version}-x86-64.raw"),
+            sha256: format!("{version:0>64}"),
+            artifacts: BTreeMap::new(),
+            activated_at: "2026-11-21T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn activation_moves_the_old_one_to_previous_and_history_is_bounded() {
+        let mut records = Records::default();
+        records.activate("demo", activation("v1"));
+        records.activate("demo", activation("v2"));
+        records.activate("demo", activation("v2"));
+        let demo = &records.extensions["demo"];
+        assert_eq!(demo.active.as_ref().unwrap().version, "v2");
+        assert_eq!(demo.previous.as_ref().unwrap().version, "v1", "re-activating the same image keeps previous");
+        for i in 0..(HISTORY + 7) {
+            records.note("demo", Outcome::Unchanged, None, &format!("run {i}"));
+        }
+        assert_eq!(records.history.len(), HISTORY);
+        assert_eq!(records.history.last().unwrap().message, format!("run {}", HISTORY + 6));
+    }
+
+    #[test]
+    fn records_round_trip_through_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(Records::load(root.path()).unwrap(), Records::default());
+        let mut records = Records::default();
+        records.activate("demo", activation("v1"));
+        records.note("demo", Outcome::Activated, Some("v1"), "ok");
+        records.save(root.path()).unwrap();
+        assert_eq!(Records::load(root.path()).unwrap(), records);
+    }
+}

@@ -1,0 +1,158 @@
+//! `bakery node status` and `bakery node rollback`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::config::NodeConfig;
+use super::observe::{self, Host, on_disk};
+use super::records::{LastResult, Outcome, Records};
+use super::refresh::{self, Report, Timing};
+use super::systemd::Systemd;
+use super::{lock, sysext};
+use crate::error::bad_input;
+use crate::image::inspect;
+use crate::model::version::compare;
+use crate::sysupdate::pattern::{Pattern, extension_pattern};
+use crate::sysupdate::update::replace_symlink;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UnitStatus {
+    pub unit: String,
+    pub state: String,
+}
+
+/// One extension on the node.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExtensionStatus {
+    pub extension: String,
+    /// The image linked for merging (node path).
+    pub linked: Option<String>,
+    pub linked_version: Option<String>,
+    pub merged: bool,
+    /// The version the records say is active.
+    pub recorded: Option<String>,
+    pub last_good: Option<String>,
+    pub last_result: Option<LastResult>,
+    /// Staged images newer than the linked one.
+    pub staged_newer: Vec<String>,
+    pub units: Vec<UnitStatus>,
+}
+
+/// The state of every extension linked or recorded.
+pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<Vec<ExtensionStatus>> {
+    let records = Records::load(root)?;
+    let host = Host::read(root)?;
+    let linked = observe::linked(root)?;
+    let merged = sysext::merged(root);
+    let names: BTreeSet<String> =
+        linked.iter().map(|l| l.name.clone()).chain(records.extensions.keys().cloned()).collect();
+    let mut out = Vec::new();
+    for name in names {
+        let link = linked.iter().find(|l| l.name == name);
+        let pattern = Pattern::parse(&extension_pattern(&name), host.arch).ok();
+        let version_of = |node_path: &str| {
+            let file = Path::new(node_path).file_name()?.to_str()?;
+            pattern.as_ref()?.matches(file)
+        };
+        let linked_version = link.and_then(|l| version_of(&l.node_image));
+        let staged_newer = observe::staged(root, &name)
+            .into_iter()
+            .filter(|image| match (version_of(image), &linked_version) {
+                (Some(staged), Some(current)) => compare(&staged, current).is_gt(),
+                (Some(_), None) => true,
+                _ => false,
+            })
+            .collect();
+        let mut units = Vec::new();
+        if let (Some(systemd), Some(link)) = (systemd, link) {
+            let manifest = inspect::inspect(&link.image).ok().and_then(|i| i.manifest);
+            for unit in manifest.map(|m| m.restart_units).unwrap_or_default() {
+                let state = match systemd.state(&unit).await {
+                    Ok(state) => state.to_string(),
+                    Err(e) => format!("unknown ({e:#})"),
+                };
+                units.push(UnitStatus { unit, state });
+            }
+        }
+        let record = records.extensions.get(&name);
+        out.push(ExtensionStatus {
+            linked: link.map(|l| l.node_image.clone()),
+            linked_version,
+            merged: merged.contains(&name),
+            recorded: record.and_then(|r| r.active.as_ref()).map(|a| a.version.clone()),
+            last_good: record.and_then(|r| r.last_good.as_ref()).map(|a| a.version.clone()),
+            last_result: record.and_then(|r| r.last_result.clone()),
+            staged_newer,
+            units,
+            extension: name,
+        });
+    }
+    Ok(out)
+}
+
+/// Human-readable status.
+pub fn render(statuses: &[ExtensionStatus]) -> String {
+    let mut out = String::new();
+    for s in statuses {
+        let dash = || "-".to_string();
+        out.push_str(&format!(
+            "{}: linked {} ({}), {}, recorded {}, last good {}\n",
+            s.extension,
+            s.linked_version.clone().unwrap_or_else(dash),
+            s.linked.clone().unwrap_or_else(|| "nothing".into()),
+            if s.merged { "merged" } else { "not merged" },
+            s.recorded.clone().unwrap_or_else(dash),
+            s.last_good.clone().unwrap_or_else(dash),
+        ));
+        if let Some(result) = &s.last_result {
+            out.push_str(&format!("  last run {}: {:?}: {}\n", result.at, result.outcome, result.message));
+        }
+        for image in &s.staged_newer {
+            out.push_str(&format!("  staged, newer: {image}\n"));
+        }
+        for unit in &s.units {
+            out.push_str(&format!("  {}: {}\n", unit.unit, unit.state));
+        }
+    }
+    out
+}
+
+/// Links `extension` back to the image before the active one, then refreshes.
+pub async fn rollback<S: Systemd>(
+    root: &Path,
+    config: &NodeConfig,
+    extension: &str,
+    systemd: Option<&S>,
+) -> Result<Report> {
+    {
+        let _lock = lock::acquire(root)?;
+        let mut records = Records::load(root)?;
+        let record = records.extensions.get(extension).cloned().unwrap_or_default();
+        let active = record.active.as_ref().map(|a| a.sha256.clone()).unwrap_or_default();
+        let target = [&record.previous, &record.last_good]
+            .into_iter()
+            .flatten()
+            .find(|a| a.sha256 != active && on_disk(root, &a.image).is_file())
+            .cloned()
+            .ok_or_else(|| {
+                bad_input(format!("no earlier image of {extension} is recorded (or it is gone from the node)"))
+            })?;
+        let link = observe::linked(root)?
+            .into_iter()
+            .find(|l| l.name == extension)
+            .map(|l| l.link)
+            .unwrap_or_else(|| root.join("etc/extensions").join(format!("{extension}.raw")));
+        replace_symlink(&link, Path::new(&target.image))?;
+        records.note(
+            extension,
+            Outcome::RolledBack,
+            Some(&target.version),
+            &format!("rolled back to {} on request", target.version),
+        );
+        records.save(root)?;
+    }
+    refresh::refresh(root, config, systemd, Timing::from_config(config)).await
+}

@@ -1,0 +1,129 @@
+//! systemd over D-Bus (`org.freedesktop.systemd1`, with zbus): reload, restart a unit and wait
+//! for its job's result, read a unit's state. A small trait, so the decision logic is tested
+//! without a bus and the real implementation runs against a real systemd in the node tests.
+
+use std::future::Future;
+
+use anyhow::{Context, Result, anyhow};
+use futures_util::StreamExt;
+use zbus::OwnedObjectPath;
+
+/// A unit's state as health checks see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitState {
+    /// `active`, `activating`, `failed`, `inactive`, ...
+    pub active_state: String,
+    /// `running`, `exited`, `auto-restart`, `dead`, ...
+    pub sub_state: String,
+    /// How often systemd restarted the service (`NRestarts`).
+    pub n_restarts: u32,
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}, {} restarts", self.active_state, self.sub_state, self.n_restarts)
+    }
+}
+
+/// What the node agent needs from systemd.
+pub trait Systemd {
+    /// `daemon-reload`.
+    fn reload(&self) -> impl Future<Output = Result<()>>;
+    /// Restarts `unit` and returns its job's result (`done`, `failed`, `timeout`, ...).
+    fn restart(&self, unit: &str) -> impl Future<Output = Result<String>>;
+    /// The unit's current state.
+    fn state(&self, unit: &str) -> impl Future<Output = Result<UnitState>>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1"
+)]
+trait Manager {
+    fn subscribe(&self) -> zbus::Result<()>;
+    fn reload(&self) -> zbus::Result<()>;
+    fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.systemd1.Unit", default_service = "org.freedesktop.systemd1")]
+trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(interface = "org.freedesktop.systemd1.Service", default_service = "org.freedesktop.systemd1")]
+trait Service {
+    #[zbus(property, name = "NRestarts")]
+    fn n_restarts(&self) -> zbus::Result<u32>;
+}
+
+/// The real systemd, on the system bus (or systemd's private socket when no bus runs).
+pub struct Bus {
+    connection: zbus::Connection,
+}
+
+impl Bus {
+    pub async fn connect() -> Result<Self> {
+        let connection = match zbus::Connection::system().await {
+            Ok(connection) => connection,
+            Err(bus) => zbus::connection::Builder::address("unix:path=/run/systemd/private")
+                .p2p()
+                .build()
+                .await
+                .map_err(|private| anyhow!("system bus: {bus}; /run/systemd/private: {private}"))
+                .context("connecting to systemd over D-Bus")?,
+        };
+        Ok(Self { connection })
+    }
+
+    async fn manager(&self) -> Result<ManagerProxy<'_>> {
+        Ok(ManagerProxy::new(&self.connection).await?)
+    }
+}
+
+impl Systemd for Bus {
+    async fn reload(&self) -> Result<()> {
+        self.manager().await?.reload().await.context("reloading systemd")
+    }
+
+    async fn restart(&self, unit: &str) -> Result<String> {
+        let manager = self.manager().await?;
+        manager.subscribe().await.context("subscribing to systemd's job signals")?;
+        // Listen before asking, so the job cannot finish unseen.
+        let mut removed = manager.receive_job_removed().await?;
+        let job = manager.restart_unit(unit, "replace").await.with_context(|| format!("restarting {unit}"))?;
+        while let Some(signal) = removed.next().await {
+            let args = signal.args()?;
+            if args.job == job {
+                return Ok(args.result);
+            }
+        }
+        Err(anyhow!("systemd's job signals ended before {unit}'s restart finished"))
+    }
+
+    async fn state(&self, unit: &str) -> Result<UnitState> {
+        let path = self.manager().await?.load_unit(unit).await.with_context(|| format!("looking up {unit}"))?;
+        let unit_proxy = UnitProxy::builder(&self.connection)
+            .path(path.clone())
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        let service = ServiceProxy::builder(&self.connection)
+            .path(path)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await?;
+        Ok(UnitState {
+            active_state: unit_proxy.active_state().await?,
+            sub_state: unit_proxy.sub_state().await?,
+            // not a service (a path or timer unit): never restarted by systemd
+            n_restarts: service.n_restarts().await.unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! `bakery node update [EXT]`: what systemd-sysupdate does, for hosts without it, from the same
+//! transfer files (`/etc/sysupdate.d`, `/etc/sysupdate.<ext>.d`, `/usr/lib/sysupdate.d`, `.conf`
+//! and `.transfer`), or from the node config's `release_url` and `follow`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use serde::Serialize;
+
+use super::config::NodeConfig;
+use super::observe::Host;
+use super::records::Records;
+use crate::model::Mirrors;
+use crate::pipeline::http::Http;
+use crate::pipeline::versions::looks_prerelease_any;
+use crate::sysupdate::pattern::{extension_pattern, minor_prefix};
+use crate::sysupdate::transfer::{self, Transfer, TransferSpec};
+use crate::sysupdate::update::{self as sysupdate, KEYRING, Node, Policy};
+
+/// One transfer found on the node.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The extension it updates (`/etc/extensions/<ext>.raw`, else its component).
+    pub extension: String,
+    pub path: PathBuf,
+    pub transfer: Transfer,
+}
+
+/// What an update did for one extension.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Staged {
+    pub extension: String,
+    pub source: String,
+    pub version: Option<String>,
+    pub image: Option<String>,
+    pub downloaded: bool,
+    pub removed: Vec<String>,
+}
+
+/// Transfer files with `url-file` sources, sorted by path (the noop transfer is not one).
+pub fn transfers(root: &Path) -> Result<Vec<Found>> {
+    let mut dirs: Vec<(PathBuf, Option<String>)> = Vec::new();
+    for base in ["etc", "usr/lib"] {
+        dirs.push((root.join(base).join("sysupdate.d"), None));
+        let Ok(entries) = std::fs::read_dir(root.join(base)) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(component) = name.strip_prefix("sysupdate.").and_then(|n| n.strip_suffix(".d"))
+                && !component.is_empty()
+            {
+                dirs.push((entry.path(), Some(component.to_string())));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    for (dir, component) in dirs {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let mut paths: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "conf" || e == "transfer"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let transfer = transfer::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            if transfer.source.get("Type") != Some("url-file") {
+                continue;
+            }
+            let from_link = transfer
+                .target
+                .get("CurrentSymlink")
+                .and_then(|l| Path::new(l).file_name()?.to_str()?.strip_suffix(".raw").map(str::to_string));
+            let extension = from_link.or_else(|| component.clone()).unwrap_or_else(|| "unknown".to_string());
+            found.push(Found { extension, path, transfer });
+        }
+    }
+    Ok(found)
+}
+
+/// A transfer for an extension the node config follows without transfer files.
+fn configured(config: &NodeConfig, name: &str, verify: bool) -> Result<Option<Found>> {
+    let Some(base_url) = &config.release_url else { return Ok(None) };
+    let spec = TransferSpec {
+        name: name.to_string(),
+        base_url: crate::release::base_url(base_url)?,
+        pattern: extension_pattern(name),
+        verify,
+        instances_max: config.instances,
+        description: format!("{name} from the node config"),
+    };
+    let transfer = transfer::parse(&spec.render()?).map_err(|e| anyhow!(e))?;
+    Ok(Some(Found { extension: name.to_string(), path: PathBuf::from("/etc/bakery/node.toml"), transfer }))
+}
+
+/// Whether `version` is what `follow` asks for (`latest`, `1.32`, or exact, `v` optional).
+pub fn follows(follow: &str, version: &str) -> bool {
+    let bare = |v: &str| v.trim_start_matches(|c: char| !c.is_ascii_digit()).to_string();
+    match follow {
+        "latest" => !looks_prerelease_any(version),
+        f if f.matches('.').count() == 1 => {
+            !looks_prerelease_any(version) && minor_prefix(version).is_some_and(|m| bare(&m) == format!("{}.", bare(f)))
+        }
+        f => bare(f) == bare(version),
+    }
+}
+
+/// Stages the newest image of every (or one) extension.
+pub async fn update(
+    root: &Path,
+    config: &NodeConfig,
+    http: &Http,
+    mirrors: &Mirrors,
+    only: Option<&str>,
+) -> Result<Vec<Staged>> {
+    let host = Host::read(root)?;
+    let records = Records::load(root)?;
+    let keyring = config.keyring.clone().map(|k| root.join(k.strip_prefix("/").unwrap_or(&k))).or_else(|| {
+        let default = root.join(KEYRING);
+        default.is_file().then_some(default)
+    });
+    let mut work = transfers(root)?;
+    for name in config.extensions.keys() {
+        if !work.iter().any(|f| &f.extension == name) {
+            work.extend(configured(config, name, keyring.is_some())?);
+        }
+    }
+    if let Some(only) = only {
+        work.retain(|f| f.extension == only);
+        if work.is_empty() {
+            return Err(crate::error::bad_input(format!("no transfer file or node config entry updates {only}")));
+        }
+    }
+    let node = Node { http, mirrors, root, arch: host.arch, keyring: keyring.clone() };
+    let mut staged = Vec::new();
+    for found in work {
+        let record = records.extensions.get(&found.extension);
+        let protect: Vec<String> = record
+            .into_iter()
+            .flat_map(|r| [&r.active, &r.last_good])
+            .flatten()
+            .filter_map(|a| Path::new(&a.image).file_name()?.to_str().map(str::to_string))
+            .collect();
+        let follow = config.extensions.get(&found.extension).and_then(|e| e.follow.clone());
+        let accept = |version: &str| follow.as_deref().is_none_or(|f| follows(f, version));
+        // A minor-pinned transfer captures only the patch in @v; follow applies to full versions.
+        let pinned = found.transfer.source.patterns().iter().any(|p| !p.contains("-@v-"));
+        let policy = Policy { accept: (!pinned).then_some(&accept as &dyn Fn(&str) -> bool), protect };
+        let source = found.path.display().to_string();
+        let outcome = sysupdate::update_with(&node, &found.transfer, &policy)
+            .await
+            .with_context(|| format!("updating {} with {source}", found.extension))?;
+        staged.push(match outcome {
+            Some(outcome) => Staged {
+                extension: found.extension,
+                source,
+                version: Some(outcome.version),
+                image: Some(outcome.path.display().to_string()),
+                downloaded: outcome.downloaded,
+                removed: outcome.removed,
+            },
+            None => Staged {
+                extension: found.extension,
+                source,
+                version: None,
+                image: None,
+                downloaded: false,
+                removed: vec![],
+            },
+        });
+    }
+    Ok(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn follow_accepts_latest_minors_and_exact_versions() {
+        assert!(follows("latest", "v1.32.3") && !follows("latest", "v1.33.0-rc.1"));
+        assert!(follows("1.32", "v1.32.3") && !follows("1.32", "v1.33.0") && !follows("1.32", "v1.32.4-rc.0"));
+        assert!(follows("v1.32.3", "v1.32.3") && follows("1.32.3", "v1.32.3") && !follows("v1.32.3", "v1.32.4"));
+    }
+
+    #[test]
+    fn transfers_are_found_in_component_directories_with_both_suffixes() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = |name: &str| TransferSpec {
+            name: name.into(),
+            base_url: "https://x".into(),
+            pattern: extension_pattern(name),
+            verify: true,
+            instances_max: 3,
+            description: String::new(),
+        };
+        for (dir, file, text) in [
+            ("etc/sysupdate.d", "noop.conf", transfer::noop()),
+            ("etc/sysupdate.demo.d", "demo.conf", spec("demo").render().unwrap()),
+            ("usr/lib/sysupdate.d", "other.transfer", spec("other").render().unwrap()),
+        ] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join(file), text).unwrap();
+        }
+        let found: Vec<String> = transfers(root.path()).unwrap().into_iter().map(|f| f.extension).collect();
+        assert_eq!(found, ["demo", "other"], "the noop transfer is skipped");
+    }
+}
