@@ -63,22 +63,18 @@ trait Service {
     fn n_restarts(&self) -> zbus::Result<u32>;
 }
 
-/// The real systemd, on the system bus (or systemd's private socket when no bus runs).
+/// The real systemd, on the system bus. (systemd's private socket is no fallback: it answers as
+/// `org.freedesktop.systemd1`, a sender name zbus refuses on peer-to-peer connections.)
 pub struct Bus {
     connection: zbus::Connection,
 }
 
 impl Bus {
     pub async fn connect() -> Result<Self> {
-        let connection = match zbus::Connection::system().await {
-            Ok(connection) => connection,
-            Err(bus) => zbus::connection::Builder::address("unix:path=/run/systemd/private")
-                .p2p()
-                .build()
-                .await
-                .map_err(|private| anyhow!("system bus: {bus}; /run/systemd/private: {private}"))
-                .context("connecting to systemd over D-Bus")?,
-        };
+        let connection =
+            zbus::Connection::system().await.context("connecting to the D-Bus system bus (is dbus running?)")?;
+        // systemd sends job signals only to subscribed clients; once per connection
+        ManagerProxy::new(&connection).await?.subscribe().await.context("subscribing to systemd's job signals")?;
         Ok(Self { connection })
     }
 
@@ -94,7 +90,6 @@ impl Systemd for Bus {
 
     async fn restart(&self, unit: &str) -> Result<String> {
         let manager = self.manager().await?;
-        manager.subscribe().await.context("subscribing to systemd's job signals")?;
         // Listen before asking, so the job cannot finish unseen.
         let mut removed = manager.receive_job_removed().await?;
         let job = manager.restart_unit(unit, "replace").await.with_context(|| format!("restarting {unit}"))?;

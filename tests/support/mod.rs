@@ -2,6 +2,7 @@
 //! built `bakery` binary, and the real squashfs-tools and systemd-sysext.
 #![allow(dead_code)]
 
+pub mod container;
 pub mod fixtures;
 pub mod golden;
 pub mod gpg;
@@ -105,13 +106,15 @@ pub fn root_or_skip(test: &str) -> bool {
 
 /// Merges the images in `root/var/lib/extensions` with the real systemd-sysext in a private
 /// mount namespace, runs `check` (sh, `$ROOT` set) while merged, unmerges, and returns what
-/// `check` printed plus systemd-sysext's own output.
+/// `check` printed plus systemd-sysext's own output. The namespace is private towards the host
+/// (nothing leaks onto a host whose mounts are shared) and shared inside, which systemd-sysext's
+/// own mount namespace needs to hand the overlay back.
 pub fn sysext_merged(root: &Path, check: &str) -> Run {
     let script = format!(
-        "set -e; mount -t tmpfs tmpfs /run; mount --make-rshared /run; \
+        "set -e; mount --make-rshared /; mount -t tmpfs tmpfs /run; \
          systemd-sysext --root=\"$ROOT\" merge >&2; {check}; systemd-sysext --root=\"$ROOT\" unmerge >&2"
     );
-    run(Command::new("unshare").args(["-m", "--propagation", "shared", "sh", "-c", &script]).env("ROOT", root))
+    run(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).env("ROOT", root))
 }
 
 /// A fake root with `usr/lib/os-release` for `systemd-sysext --root`.

@@ -1,0 +1,279 @@
+//! `bakery node` on a real systemd: the host's systemd booted in a container (support::container),
+//! bakery's binary and the test's images bound in, a demo extension whose service prints its
+//! version. These tests need root (namespaces, loop devices); elsewhere they say why they skip.
+
+mod support;
+
+use std::path::PathBuf;
+
+use support::container::{Bind, Container};
+use support::fixtures::sha256_hex;
+use support::{Run, Server, bakery, root_or_skip, run};
+
+const RECIPE: &str = r#"name: demo
+description: a service that records its version, for node tests
+version: { prefix: v }
+reload_manager: true
+restart_units: [demo.service]
+artifacts:
+  - name: demo
+    url: "https://demo.example/{{ version }}/demo"
+    checksum: { url: "{{ url }}.sha256", format: digest }
+    install: { path: usr/bin/demo, mode: "0755" }
+templates:
+  - { source: demo.service, path: usr/lib/systemd/system/demo.service }
+"#;
+
+const UNIT: &str =
+    "[Unit]\nDescription=demo {{ version }}\n\n[Service]\nExecStart=/usr/bin/demo\nRestart=on-failure\nRestartSec=1\n";
+
+/// The host side: a recipe folder, a server with the demo's "upstream", images built by bakery.
+struct Host {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl Host {
+    fn new() -> Self {
+        let host = Host { dir: tempfile::tempdir().unwrap(), server: Server::start() };
+        let recipe = host.dir.path().join("extensions/demo");
+        std::fs::create_dir_all(recipe.join("templates")).unwrap();
+        std::fs::write(recipe.join("recipe.yaml"), RECIPE).unwrap();
+        std::fs::write(recipe.join("templates/demo.service"), UNIT).unwrap();
+        std::fs::create_dir_all(host.shared()).unwrap();
+        host
+    }
+
+    /// What the container sees at /srv/bakery.
+    fn shared(&self) -> PathBuf {
+        self.dir.path().join("shared")
+    }
+
+    /// Builds demo `version` for `arch`; a `crashing` one exits at once.
+    fn build(&self, version: &str, arch: &str, crashing: bool) -> String {
+        let script = if crashing {
+            "#!/bin/sh\necho crashing >&2\nexit 1\n".to_string()
+        } else {
+            format!("#!/bin/sh\necho {version} > /run/demo.version\nexec sleep infinity\n")
+        };
+        let path = format!("/demo.example/{version}/demo");
+        self.server.put(&format!("{path}.sha256"), sha256_hex(script.as_bytes()));
+        self.server.put(&path, script);
+        let mut command = bakery(self.dir.path());
+        command.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        command.arg("--extensions-dir").arg(self.dir.path().join("extensions"));
+        command.args(["--mirror", &self.server.mirror_for("https://demo.example")]);
+        command.args(["create", "demo", version, arch, "--force", "-o"]).arg(self.shared());
+        run(&mut command).expect_code(0);
+        format!("demo-{version}-{arch}.raw")
+    }
+
+    fn boot(&self) -> Node {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
+        let container = Container::boot(&[
+            Bind {
+                host: exe.parent().unwrap().to_path_buf(),
+                container: exe.parent().unwrap().display().to_string(),
+                writable: false,
+            },
+            Bind { host: self.shared(), container: "/srv/bakery".into(), writable: true },
+        ]);
+        container.write("/etc/bakery/node.toml", b"health_window = 3\n");
+        Node { container, exe }
+    }
+}
+
+struct Node {
+    container: Container,
+    exe: PathBuf,
+}
+
+impl Node {
+    fn bakery(&self, args: &[&str]) -> Run {
+        let mut all = vec![self.exe.to_str().unwrap()];
+        all.extend(args);
+        self.container.run(&all)
+    }
+
+    /// Copies an image from /srv/bakery to /opt/extensions/demo and links it as demo.raw.
+    fn stage_and_link(&self, image: &str) {
+        let run = self.container.sh(&format!(
+            "mkdir -p /opt/extensions/demo /etc/extensions && cp /srv/bakery/{image} /opt/extensions/demo/ && \
+             ln -sfn /opt/extensions/demo/{image} /etc/extensions/.demo.tmp && mv -T /etc/extensions/.demo.tmp /etc/extensions/demo.raw"
+        ));
+        run.expect_code(0);
+    }
+
+    fn link(&self) -> String {
+        self.container.run(&["readlink", "/etc/extensions/demo.raw"]).stdout.trim().to_string()
+    }
+
+    fn records(&self) -> serde_json::Value {
+        serde_json::from_str(&self.container.read("/var/lib/bakery/versions.json")).expect("the records always parse")
+    }
+
+    fn demo_state(&self) -> (String, String) {
+        let active = self.container.run(&["systemctl", "is-active", "demo.service"]).stdout.trim().to_string();
+        (active, self.container.read("/run/demo.version").trim().to_string())
+    }
+}
+
+#[test]
+fn refresh_activates_upgrades_and_rolls_back_a_failing_version() {
+    if !root_or_skip("refresh_activates_upgrades_and_rolls_back_a_failing_version") {
+        return;
+    }
+    let host = Host::new();
+    let v1 = host.build("v1.0.0", "x86-64", false);
+    let v2 = host.build("v2.0.0", "x86-64", false);
+    let v3 = host.build("v3.0.0", "x86-64", true);
+    let node = host.boot();
+
+    node.stage_and_link(&v1);
+    let first = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(first.stdout.contains("demo: Activated: v1.0.0 active; restarted demo.service"), "{first:?}");
+    assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
+    let records = node.records();
+    assert_eq!(records["extensions"]["demo"]["active"]["version"], "v1.0.0");
+    assert_eq!(records["extensions"]["demo"]["active"]["image"], format!("/opt/extensions/demo/{v1}"));
+    assert_eq!(records["extensions"]["demo"]["active"]["artifacts"]["demo"].as_str().unwrap().len(), 64);
+
+    node.stage_and_link(&v2);
+    node.bakery(&["node", "refresh"]).expect_code(0);
+    assert_eq!(node.demo_state(), ("active".into(), "v2.0.0".into()), "restarted on the new version");
+    let records = node.records();
+    assert_eq!(records["extensions"]["demo"]["active"]["version"], "v2.0.0");
+    assert_eq!(records["extensions"]["demo"]["previous"]["version"], "v1.0.0");
+
+    node.stage_and_link(&v3);
+    let failed = node.bakery(&["node", "refresh"]).expect_code(1);
+    assert!(failed.stderr.contains("demo.service"), "the message names the unit: {failed:?}");
+    assert!(failed.stderr.contains("rolled back to v2.0.0"), "{failed:?}");
+    assert_eq!(node.link(), format!("/opt/extensions/demo/{v2}"), "back on v2");
+    assert_eq!(node.demo_state(), ("active".into(), "v2.0.0".into()));
+    let records = node.records();
+    let demo = &records["extensions"]["demo"];
+    assert_eq!(demo["active"]["version"], "v2.0.0");
+    assert_eq!(demo["last_good"]["version"], "v2.0.0");
+    assert_eq!(demo["last_result"]["outcome"], "rolled-back");
+    assert!(demo["last_result"]["message"].as_str().unwrap().contains("demo.service"));
+
+    // Refreshing again changes nothing.
+    let again = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(again.stdout.contains("demo: Unchanged: v2.0.0 active"), "{again:?}");
+    let status = node.bakery(&["node", "status", "--json"]).expect_code(0);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status[0]["linked_version"], "v2.0.0");
+    assert_eq!(status[0]["merged"], true);
+    assert_eq!(status[0]["staged_newer"], serde_json::json!([format!("/opt/extensions/demo/{v3}")]));
+    assert!(status[0]["units"][0]["state"].as_str().unwrap().starts_with("active/running"), "{status}");
+
+    // An explicit rollback goes to the previous version.
+    node.bakery(&["node", "rollback", "demo"]).expect_code(0);
+    assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
+    assert_eq!(node.records()["extensions"]["demo"]["active"]["version"], "v1.0.0");
+}
+
+#[test]
+fn invalid_images_are_refused_and_the_merged_state_is_untouched() {
+    if !root_or_skip("invalid_images_are_refused_and_the_merged_state_is_untouched") {
+        return;
+    }
+    let host = Host::new();
+    let good = host.build("v1.0.0", "x86-64", false);
+    let foreign = host.build("v2.0.0", "arm64", false);
+    let node = host.boot();
+    node.stage_and_link(&good);
+    node.bakery(&["node", "refresh"]).expect_code(0);
+
+    node.stage_and_link(&foreign);
+    let refused = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(refused.stdout.contains("refused") && refused.stdout.contains("ARCHITECTURE=arm64"), "{refused:?}");
+    assert_eq!(node.link(), format!("/opt/extensions/demo/{good}"), "the link is put back");
+    assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
+    let merged = node.container.run(&["systemd-sysext", "list"]).stdout;
+    assert!(merged.contains("demo"), "{merged}");
+
+    // A file that is not an image at all, linked under another name.
+    node.container.sh("head -c 8192 /dev/urandom > /opt/extensions/demo/junk.raw && ln -sfn /opt/extensions/demo/junk.raw /etc/extensions/junk.raw").expect_code(0);
+    let refused = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(refused.stdout.contains("junk: Refused") && refused.stdout.contains("not a SquashFS image"), "{refused:?}");
+    assert!(node.container.run(&["test", "-e", "/etc/extensions/junk.raw"]).code != 0, "set aside");
+    assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
+    assert_eq!(node.records()["extensions"]["junk"]["last_result"]["outcome"], "refused");
+}
+
+#[test]
+fn node_update_stages_the_newest_match_from_a_served_release() {
+    if !root_or_skip("node_update_stages_the_newest_match_from_a_served_release") {
+        return;
+    }
+    let host = Host::new();
+    for version in ["v1.0.0", "v1.0.1", "v1.1.0"] {
+        host.build(version, "x86-64", false);
+    }
+    host.build("v1.0.2", "arm64", false);
+    let mut release = bakery(host.dir.path());
+    release.arg("release").arg(host.shared()).args(["--base-url", "https://release.example/ext", "--allow-unsigned"]);
+    run(&mut release).expect_code(0);
+    host.server.serve_dir("/release.example/ext", &host.shared());
+    let node = host.boot();
+    // the minor-pinned transfer bakery butane installs, with the node following v1.0 patches
+    let transfer = std::fs::read(host.shared().join("demo-v1.0.conf")).unwrap();
+    node.container.write("/etc/sysupdate.demo.d/demo.conf", &transfer);
+    let mirror = host.server.mirror_for("https://release.example");
+    let updated = node.bakery(&["--mirror", &mirror, "node", "update", "--activate"]).expect_code(0);
+    assert!(updated.stdout.contains("demo: staged /opt/extensions/demo/demo-v1.0.1-x86-64.raw"), "{updated:?}");
+    assert!(updated.stdout.contains("demo: Activated: v1.0.1 active"), "{updated:?}");
+    assert_eq!(node.link(), "/opt/extensions/demo/demo-v1.0.1-x86-64.raw");
+    assert_eq!(node.demo_state(), ("active".into(), "v1.0.1".into()));
+    let again = node.bakery(&["--mirror", &mirror, "node", "update"]).expect_code(0);
+    assert!(again.stdout.contains("is already staged"), "{again:?}");
+}
+
+#[test]
+fn a_refresh_killed_part_way_converges_on_the_next_run() {
+    if !root_or_skip("a_refresh_killed_part_way_converges_on_the_next_run") {
+        return;
+    }
+    let host = Host::new();
+    let v1 = host.build("v1.0.0", "x86-64", false);
+    let v2 = host.build("v2.0.0", "x86-64", false);
+    let node = host.boot();
+    node.stage_and_link(&v1);
+    node.bakery(&["node", "refresh"]).expect_code(0);
+    node.stage_and_link(&v2);
+
+    // Kill bakery with SIGKILL during the health wait: once it says it restarted the unit.
+    let mut child = node
+        .container
+        .command(&[node.exe.to_str().unwrap(), "node", "refresh"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(n > 0, "bakery ended before restarting demo.service: {seen}");
+        seen.push_str(&line);
+        if line.contains("restarting demo.service") {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL to nsenter, which takes bakery with it (pdeathsig)
+    child.wait().unwrap();
+
+    assert_eq!(node.link(), format!("/opt/extensions/demo/{v2}"), "the link is never missing");
+    assert_eq!(
+        node.records()["extensions"]["demo"]["active"]["version"],
+        "v1.0.0",
+        "not recorded before it was healthy"
+    );
+    let lock_free = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(lock_free.stdout.contains("demo: Activated: v2.0.0 active (was v1.0.0)"), "{lock_free:?}");
+    assert_eq!(node.demo_state(), ("active".into(), "v2.0.0".into()));
+    assert_eq!(node.records()["extensions"]["demo"]["active"]["version"], "v2.0.0");
+}
