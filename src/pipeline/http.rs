@@ -1,6 +1,7 @@
 //! HTTP for every network edge: TLS (rustls, ring), no https→http redirects, bounded retries
 //! with backoff for connection errors, timeouts and 5xx answers, and errors that name the URL.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
@@ -45,8 +46,11 @@ pub struct Http {
 
 impl Http {
     pub fn new(retry: RetryPolicy) -> Result<Self> {
-        // ring is the crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .context("setting up TLS")?
+            .with_root_certificates(root_certificates())
+            .with_no_client_auth();
         let redirect = reqwest::redirect::Policy::custom(|attempt| {
             let downgrade =
                 attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https");
@@ -65,6 +69,7 @@ impl Http {
             .read_timeout(Duration::from_secs(60))
             .redirect(redirect)
             .retry(reqwest::retry::never())
+            .tls_backend_preconfigured(tls)
             .build()
             .context("setting up the HTTP client")?;
         Ok(Self { client, retry })
@@ -186,6 +191,19 @@ impl Http {
         })
         .await
     }
+}
+
+/// The system's CA certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the usual locations), or the
+/// Mozilla roots built into bakery where the system has none (a static binary in an empty root).
+fn root_certificates() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::debug!("no CA certificates on the system; using the ones built into bakery");
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
 }
 
 /// A small document and the headers it came with.
