@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod container;
+pub mod dns;
 pub mod fixtures;
 pub mod golden;
 pub mod gpg;
