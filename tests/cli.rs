@@ -43,3 +43,49 @@ fn usage_errors_exit_2() {
     run(bakery(dir.path()).args(["create", "kubernetes"])).expect_code(2);
     run(bakery(dir.path()).arg("bogus")).expect_code(2);
 }
+
+/// The committed completions and man pages are what the CLI definition generates
+/// (`BAKERY_UPDATE_GOLDEN=1` rewrites them).
+#[test]
+fn committed_completions_and_man_pages_match_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    for (shell, file) in [("bash", "bakery.bash"), ("zsh", "_bakery"), ("fish", "bakery.fish")] {
+        let generated = run(bakery(dir.path()).args(["completions", shell])).expect_code(0).stdout;
+        assert!(generated.contains("bakery"), "{shell}");
+        check_committed(&contrib.join("completions").join(file), &generated);
+    }
+    let pages = dir.path().join("man");
+    run(bakery(dir.path()).arg("manpage").arg("--dir").arg(&pages)).expect_code(0);
+    let mut names: Vec<String> =
+        std::fs::read_dir(&pages).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(
+        names.contains(&"bakery-create.1".to_string()) && names.contains(&"bakery-node-refresh.1".to_string()),
+        "{names:?}"
+    );
+    for name in &names {
+        check_committed(&contrib.join("man").join(name), &std::fs::read_to_string(pages.join(name)).unwrap());
+    }
+    let mut committed: Vec<String> = std::fs::read_dir(contrib.join("man"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    committed.sort();
+    assert_eq!(committed, names, "contrib/man holds exactly the generated pages");
+    let top = run(bakery(dir.path()).arg("manpage")).expect_code(0).stdout;
+    assert!(top.starts_with(".ie \\n(.g .ds Aq") || top.contains(".TH bakery 1"), "{}", &top[..200.min(top.len())]);
+}
+
+fn check_committed(path: &std::path::Path, generated: &str) {
+    if std::env::var_os("BAKERY_UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale: regenerate it (BAKERY_UPDATE_GOLDEN=1 cargo test --test cli)",
+        path.display()
+    );
+}

@@ -3,6 +3,7 @@
 
 mod butane;
 mod create;
+mod docs;
 mod inspect;
 mod list;
 pub mod logging;
@@ -42,13 +43,13 @@ pub struct Global {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Configuration file [default: ./bakery.toml when present]
-    #[arg(long, value_name = "FILE", global = true, env = "BAKERY_CONFIG")]
+    #[arg(long, value_name = "FILE", global = true, env = "BAKERY_CONFIG", hide_env_values = true)]
     pub config: Option<PathBuf>,
     /// Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)
     #[arg(long = "mirror", value_name = "FROM=TO", global = true)]
     pub mirrors: Vec<MirrorRule>,
     /// Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]
-    #[arg(long, value_name = "DIR", global = true, env = "BAKERY_CACHE_DIR")]
+    #[arg(long, value_name = "DIR", global = true, env = "BAKERY_CACHE_DIR", hide_env_values = true)]
     pub cache_dir: Option<PathBuf>,
     /// A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)
     #[arg(long = "extensions-dir", value_name = "DIR", global = true)]
@@ -69,6 +70,10 @@ pub enum Command {
     Butane(butane::ButaneArgs),
     /// On a node: stage, activate, inspect and roll back extension images
     Node(node::NodeArgs),
+    /// Print shell completions (bash, zsh, fish)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (or write all pages into a directory)
+    Manpage(docs::ManpageArgs),
 }
 
 /// Runs the parsed command line.
@@ -80,6 +85,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Release(args) => release::run(args),
         Command::Butane(args) => butane::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
+        Command::Completions(args) => docs::run_completions(args),
+        Command::Manpage(args) => docs::run_manpage(args),
     }
 }
 
@@ -149,7 +156,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["create", "inspect", "list", "release", "butane", "node"] {
+        for sub in ["create", "inspect", "list", "release", "butane", "node", "completions", "manpage"] {
             let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
             let help = err.render().to_string();
             assert!(help.contains("Usage:"), "{help}");
