@@ -277,3 +277,53 @@ fn a_refresh_killed_part_way_converges_on_the_next_run() {
     assert_eq!(node.demo_state(), ("active".into(), "v2.0.0".into()));
     assert_eq!(node.records()["extensions"]["demo"]["active"]["version"], "v2.0.0");
 }
+
+#[test]
+fn doctor_checks_the_node_and_names_a_fix_for_what_fails() {
+    if !root_or_skip("doctor_checks_the_node_and_names_a_fix_for_what_fails") {
+        return;
+    }
+    let host = Host::new();
+    host.build("v1.0.0", "x86-64", false);
+    let mut release = bakery(host.dir.path());
+    release.arg("release").arg(host.shared()).args(["--base-url", "https://release.example/ext", "--allow-unsigned"]);
+    run(&mut release).expect_code(0);
+    host.server.serve_dir("/release.example/ext", &host.shared());
+    let node = host.boot();
+    node.container.write("/etc/sysupdate.demo.d/demo.conf", &std::fs::read(host.shared().join("demo.conf")).unwrap());
+    let mirror = host.server.mirror_for("https://release.example");
+
+    let healthy = node.bakery(&["--mirror", &mirror, "doctor", "--json"]).expect_code(0);
+    let checks: serde_json::Value = serde_json::from_str(&healthy.stdout).unwrap();
+    let status = |name: &str| {
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["check"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(status("systemd"), ["warn"], "systemd 252 lacks sysupdate and newer features: {checks}");
+    assert_eq!(status("kernel"), ["ok"]);
+    assert_eq!(status("extensions"), ["ok"]);
+    assert_eq!(status("dbus"), ["ok"], "{checks}");
+    assert_eq!(status("clock"), ["ok"]);
+    assert_eq!(status("release"), ["ok"], "{checks}");
+
+    // An unreachable release fails, with a fix naming the transfer file.
+    let transfer = String::from_utf8(std::fs::read(host.shared().join("demo.conf")).unwrap()).unwrap();
+    node.container.write(
+        "/etc/sysupdate.other.d/other.conf",
+        transfer.replace("https://release.example/ext", "https://gone.example/ext").replace("demo", "other").as_bytes(),
+    );
+    let sick = node
+        .bakery(&["--mirror", &mirror, "--mirror", "https://gone.example=http://127.0.0.1:9", "doctor"])
+        .expect_code(1);
+    assert!(
+        sick.stdout.contains("FAIL  release")
+            && sick.stdout.contains("fix: check the URL in /etc/sysupdate.other.d/other.conf"),
+        "{sick:?}"
+    );
+    assert!(sick.stderr.contains("failed checks: release"), "{sick:?}");
+}

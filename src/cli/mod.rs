@@ -70,6 +70,8 @@ pub enum Command {
     Butane(butane::ButaneArgs),
     /// On a node: stage, activate, inspect and roll back extension images
     Node(node::NodeArgs),
+    /// Check what bakery needs on this host, with a fix for each problem
+    Doctor(node::DoctorArgs),
     /// Print shell completions (bash, zsh, fish)
     Completions(docs::CompletionsArgs),
     /// Print the manual page (or write all pages into a directory)
@@ -85,6 +87,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Release(args) => release::run(args),
         Command::Butane(args) => butane::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
+        Command::Doctor(args) => node::run_doctor(&cli.global, args),
         Command::Completions(args) => docs::run_completions(args),
         Command::Manpage(args) => docs::run_manpage(args),
     }
@@ -156,7 +159,7 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["create", "inspect", "list", "release", "butane", "node", "completions", "manpage"] {
+        for sub in ["create", "inspect", "list", "release", "butane", "node", "doctor", "completions", "manpage"] {
             let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
             let help = err.render().to_string();
             assert!(help.contains("Usage:"), "{help}");

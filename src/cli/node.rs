@@ -9,7 +9,7 @@ use super::Global;
 use crate::node::config::NodeConfig;
 use crate::node::refresh::{self, Report, Timing};
 use crate::node::systemd::Bus;
-use crate::node::{status, update};
+use crate::node::{doctor, status, update};
 use crate::pipeline::http::Http;
 
 #[derive(Debug, Args)]
@@ -105,4 +105,32 @@ fn finish(report: &Report, json: bool) -> Result<()> {
     }
     let failures: Vec<String> = report.failures().iter().map(|l| format!("{}: {}", l.extension, l.message)).collect();
     if failures.is_empty() { Ok(()) } else { Err(anyhow!("{}", failures.join("; "))) }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The host's root directory
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `bakery doctor`: exits 1 when a check fails.
+pub fn run_doctor(global: &Global, args: &DoctorArgs) -> Result<()> {
+    let settings = global.settings()?;
+    let config = NodeConfig::load(&args.root)?;
+    let checks = super::until_interrupted(async {
+        let http = Http::new(settings.retry)?;
+        Ok(doctor::doctor(&args.root, &config, &http, &settings.mirrors).await)
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&checks)?);
+    } else {
+        print!("{}", doctor::render(&checks));
+    }
+    let failed: Vec<&str> =
+        checks.iter().filter(|c| c.status == doctor::Status::Fail).map(|c| c.check.as_str()).collect();
+    if failed.is_empty() { Ok(()) } else { Err(anyhow!("failed checks: {}", failed.join(", "))) }
 }

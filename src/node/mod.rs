@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod decide;
+pub mod doctor;
 pub mod lock;
 pub mod observe;
 pub mod records;
