@@ -83,7 +83,7 @@ pub fn kernel_check(filesystems: &str, module_exists: &dyn Fn(&str) -> bool) -> 
         [("squashfs", "squashfs", true), ("overlay", "overlayfs", true), ("erofs", "erofs", false)]
     {
         if listed(fs) {
-            notes.push(format!("{fs}"));
+            notes.push(fs.to_string());
         } else if module_exists(module) {
             notes.push(format!("{fs} (module)"));
         } else if required {
@@ -152,10 +152,10 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
     }
     if let Ok(found) = super::update::transfers(root) {
         for f in found {
-            if let Some(url) = f.transfer.source.get("Path") {
-                if !urls.iter().any(|(u, _)| u == url) {
-                    urls.push((url.to_string(), f.path.display().to_string()));
-                }
+            if let Some(url) = f.transfer.source.get("Path")
+                && !urls.iter().any(|(u, _)| u == url)
+            {
+                urls.push((url.to_string(), f.path.display().to_string()));
             }
         }
     }

@@ -76,4 +76,3 @@ fn answer(query: &[u8], names: &[String]) -> Option<Vec<u8>> {
     }
     Some(out)
 }
-
