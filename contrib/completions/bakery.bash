@@ -25,6 +25,9 @@ _bakery() {
             bakery,create)
                 cmd="bakery__subcmd__create"
                 ;;
+            bakery,doctor)
+                cmd="bakery__subcmd__doctor"
+                ;;
             bakery,help)
                 cmd="bakery__subcmd__help"
                 ;;
@@ -51,6 +54,9 @@ _bakery() {
                 ;;
             bakery__subcmd__help,create)
                 cmd="bakery__subcmd__help__subcmd__create"
+                ;;
+            bakery__subcmd__help,doctor)
+                cmd="bakery__subcmd__help__subcmd__doctor"
                 ;;
             bakery__subcmd__help,help)
                 cmd="bakery__subcmd__help__subcmd__help"
@@ -119,7 +125,7 @@ _bakery() {
 
     case "${cmd}" in
         bakery)
-            opts="-v -q -h -V --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version create inspect list release butane node completions manpage help"
+            opts="-v -q -h -V --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version create inspect list release butane node doctor completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -290,8 +296,42 @@ _bakery() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        bakery__subcmd__doctor)
+            opts="-v -q -h -V --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         bakery__subcmd__help)
-            opts="create inspect list release butane node completions manpage help"
+            opts="create inspect list release butane node doctor completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -333,6 +373,20 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__help__subcmd__create)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__doctor)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
