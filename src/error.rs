@@ -38,10 +38,40 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     }
 }
 
+/// The error chain on one line, `outer: inner: cause`, without the repeats of causes whose
+/// message already quotes their source (zbus and std I/O errors do).
+pub fn describe(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to connect: {0}")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn describe_drops_causes_their_parent_already_quotes() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let error = anyhow::Error::new(Quoting(io)).context("connecting to the bus");
+        assert_eq!(describe(&error), "connecting to the bus: failed to connect: No such file or directory");
+        let plain = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(describe(&plain), "outer: middle: inner");
+    }
 
     #[test]
     fn bad_input_anywhere_in_the_chain_exits_2() {

@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     match bakery::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", bakery::error::describe(&error));
             ExitCode::from(bakery::error::exit_code(&error) as u8)
         }
     }

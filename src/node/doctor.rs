@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::config::NodeConfig;
 use super::systemd::{Bus, Systemd};
+use crate::error::describe;
 use crate::model::Mirrors;
 use crate::pipeline::http::Http;
 
@@ -126,11 +127,9 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
             Ok(state) => {
                 check("dbus", Status::Ok, format!("systemd answers over the system bus (dbus.service {state})"), "")
             }
-            Err(e) => check("dbus", Status::Fail, format!("{e:#}"), "check that systemd and dbus are running"),
+            Err(e) => check("dbus", Status::Fail, describe(&e), "check that systemd and dbus are running"),
         },
-        Err(e) => {
-            check("dbus", Status::Fail, format!("{e:#}"), "start dbus.service (bakery restarts units over D-Bus)")
-        }
+        Err(e) => check("dbus", Status::Fail, describe(&e), "start dbus.service (bakery restarts units over D-Bus)"),
     });
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -178,7 +177,7 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
             Err(e) => check(
                 "release",
                 Status::Fail,
-                format!("{sums}: {e:#}"),
+                format!("{sums}: {}", describe(&e)),
                 format!("check the URL in {origin}, the network and any mirror"),
             ),
         });

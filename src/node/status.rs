@@ -72,7 +72,7 @@ pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<Vec<
             for unit in manifest.map(|m| m.restart_units).unwrap_or_default() {
                 let state = match systemd.state(&unit).await {
                     Ok(state) => state.to_string(),
-                    Err(e) => format!("unknown ({e:#})"),
+                    Err(e) => format!("unknown ({})", crate::error::describe(&e)),
                 };
                 units.push(UnitStatus { unit, state });
             }

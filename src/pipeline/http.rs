@@ -132,7 +132,8 @@ impl Http {
                 Err(Failure { error, transient }) if transient && tries < self.retry.attempts => {
                     let delay = self.retry.delay(tries);
                     tracing::warn!(
-                        "{url}: {error:#}; retrying in {:.1} s ({tries}/{})",
+                        "{url}: {}; retrying in {:.1} s ({tries}/{})",
+                        crate::error::describe(&error),
                         delay.as_secs_f64(),
                         self.retry.attempts - 1
                     );
