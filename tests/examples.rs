@@ -16,6 +16,8 @@ fn substitute(command: &str) -> String {
         ("\"$arch\"", "x86-64"),
         ("\"$newest\"", "v1.32.3"),
         ("\"$BASE_URL\"", "https://example.org/ext"),
+        ("\"$BAKERY_URL\"", "https://example.org/bin/bakery"),
+        ("\"$BAKERY_SHA256\"", "0000000000000000000000000000000000000000000000000000000000000000"),
     ] {
         out = out.replace(from, to);
     }

@@ -315,6 +315,46 @@ fn butane_and_ignition_provision_the_images_with_their_hashes() {
     assert_eq!(dropin["contents"], read(&units.join("systemd-sysupdate.service.d/10-bakery-refresh.conf")));
 }
 
+/// `--bakery-url` with `--bakery-sha256` adds bakery itself as /opt/bin/bakery, where the
+/// installed bakery-refresh.service looks first, downloaded by Ignition and checked by its sha256.
+#[test]
+fn butane_installs_bakery_itself_checked_by_its_sha256() {
+    let world = World::with_images();
+    let keyring = Keyring::new();
+    world.release(Some(&keyring), &["--base-url", BASE, "--sign-key", EMAIL]).expect_code(0);
+    let digest = "5d41402abc4b2a76b9719d911017c592ae1a33c4e7f5e08b8c1a55b69ad2a3f8";
+    let with = ["--bakery-url", "https://example.org/bin/bakery", "--bakery-sha256", digest];
+    let json = butane(&world, &[&with[..], &["--ignition"]].concat()).expect_code(0).stdout;
+    let (config, warnings) = ignition_config::Config::parse_str(&json).unwrap();
+    assert!(warnings.is_empty() && matches!(config, ignition_config::Config::V3_3(_)), "{warnings:?}");
+    let yaml = butane(&world, &with).expect_code(0).stdout;
+    let yaml: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    // Butane (go-yaml) reads `mode: 0755` as octal, YAML 1.2 here as the digits 755; Ignition has 493
+    for (doc, mode) in [(&yaml, 755.0), (&json, 493.0)] {
+        let files = doc["storage"]["files"].as_array().unwrap();
+        let bakery = files.iter().find(|f| f["path"] == "/opt/bin/bakery").unwrap_or_else(|| panic!("{files:?}"));
+        assert_eq!(bakery["mode"].as_f64(), Some(mode));
+        assert_eq!(bakery["contents"]["source"], "https://example.org/bin/bakery");
+        assert_eq!(bakery["contents"]["verification"]["hash"], format!("sha256-{digest}"));
+    }
+    let refresh = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("units/bakery-refresh.service"));
+    assert!(refresh.contains("for b in /opt/bin/bakery "), "the unit looks in /opt/bin first");
+    // without it, no such file
+    let plain: serde_json::Value =
+        serde_json::from_str(&butane(&world, &["--ignition"]).expect_code(0).stdout).unwrap();
+    assert!(!plain["storage"]["files"].as_array().unwrap().iter().any(|f| f["path"] == "/opt/bin/bakery"));
+
+    let unverified = butane(&world, &["--bakery-url", "https://example.org/bin/bakery"]).expect_code(2);
+    assert!(unverified.stderr.contains("--bakery-sha256"), "{}", unverified.stderr);
+    let bad_digest = butane(&world, &["--bakery-url", "https://example.org/bin/bakery", "--bakery-sha256", "abc"]);
+    let bad_digest = bad_digest.expect_code(2).stderr;
+    assert!(bad_digest.contains("abc"), "{bad_digest}");
+    let directory = butane(&world, &["--bakery-url", "https://example.org/bin/", "--bakery-sha256", digest]);
+    let directory = directory.expect_code(2).stderr;
+    assert!(directory.contains("--bakery-url"), "{directory}");
+}
+
 #[test]
 fn butane_refuses_what_it_cannot_verify_or_locate() {
     let world = World::with_images();

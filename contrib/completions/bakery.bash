@@ -155,7 +155,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__butane)
-            opts="-v -q -h -V --base-url --with --dir --butane-version --ignition --transfer-suffix --allow-unsigned --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-v -q -h -V --base-url --with --dir --butane-version --ignition --transfer-suffix --allow-unsigned --bakery-url --bakery-sha256 --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -178,6 +178,14 @@ _bakery() {
                     return 0
                     ;;
                 --transfer-suffix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bakery-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bakery-sha256)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

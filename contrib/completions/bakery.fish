@@ -102,6 +102,8 @@ complete -c bakery -n "__fish_bakery_using_subcommand butane" -l with -d 'Anothe
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l dir -d 'Directory with the images\' SHA256SUMS (or the images) [default: .]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l butane-version -d 'Butane flatcar variant version: 1.0.0 or 1.1.0' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l bakery-url -d 'Also install bakery as /opt/bin/bakery from this URL (the static binary)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l bakery-sha256 -d 'The sha256 of the binary at --bakery-url (what scripts/build-static printed)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F

@@ -109,6 +109,16 @@ pub fn to_ignition(config: &NodeConfig) -> String {
             contents: Contents { source: data_url(&e.transfer.contents), verification: None },
         });
     }
+    if let Some(bakery) = &config.bakery {
+        files.push(File {
+            path: bakery.path.clone(),
+            mode: bakery.mode,
+            contents: Contents {
+                source: bakery.url.clone(),
+                verification: Some(Verification { hash: format!("sha256-{}", bakery.sha256) }),
+            },
+        });
+    }
     files.push(File {
         path: config.noop.path.clone(),
         mode: 0o644,

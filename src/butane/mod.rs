@@ -11,7 +11,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use crate::error::bad_input;
-use crate::model::{Arch, ExtName, ExtVersion};
+use crate::model::{Arch, ExtName, ExtVersion, Sha256};
 use crate::pipeline::publish;
 use crate::pipeline::render::Renderer;
 use crate::release::transfers;
@@ -67,6 +67,8 @@ pub struct Request {
     pub dir: PathBuf,
     pub verify: bool,
     pub suffix: Suffix,
+    /// bakery itself for `/opt/bin/bakery`: a URL and the binary's sha256.
+    pub bakery: Option<(String, Sha256)>,
 }
 
 /// A file written with inline contents.
@@ -92,6 +94,15 @@ pub struct NodeExtension {
     pub transfer: InlineFile,
 }
 
+/// A file downloaded to the node and checked against its sha256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RemoteFile {
+    pub path: String,
+    pub mode: u32,
+    pub url: String,
+    pub sha256: String,
+}
+
 /// Everything the node config holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NodeConfig {
@@ -102,6 +113,8 @@ pub struct NodeConfig {
     pub base_url: String,
     pub extensions: Vec<NodeExtension>,
     pub noop: InlineFile,
+    /// bakery installed as `/opt/bin/bakery`, where `bakery-refresh.service` looks first.
+    pub bakery: Option<RemoteFile>,
     pub units: Vec<UnitConfig>,
 }
 
@@ -150,6 +163,15 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
             dir,
         });
     }
+    let bakery = match &request.bakery {
+        Some((url, sha256)) => Some(RemoteFile {
+            path: "/opt/bin/bakery".into(),
+            mode: 0o755,
+            url: binary_url(url)?,
+            sha256: sha256.to_string(),
+        }),
+        None => None,
+    };
     let (noop_name, noop) = transfers::noop(request.suffix);
     Ok(NodeConfig {
         generator: crate::pipeline::create::GENERATOR.to_string(),
@@ -160,7 +182,19 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
         units: units(&extensions),
         extensions,
         noop: InlineFile { path: format!("/etc/sysupdate.d/{noop_name}"), contents: noop },
+        bakery,
     })
+}
+
+/// The URL Ignition downloads bakery from: https, or http (the sha256 still protects it).
+fn binary_url(url: &str) -> Result<String> {
+    let host = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).and_then(|r| r.split('/').next());
+    if host.is_none_or(str::is_empty) || url.ends_with('/') || url.chars().any(char::is_whitespace) {
+        return Err(bad_input(format!(
+            "--bakery-url {url:?} is not the http(s) URL of a file, e.g. https://example.org/bin/bakery"
+        )));
+    }
+    Ok(url.to_string())
 }
 
 fn digest_of(dir: &Path, image: &str) -> Result<String> {

@@ -8,7 +8,7 @@ use clap::Args;
 use super::Global;
 use crate::butane::{self, ButaneVersion, Request};
 use crate::error::bad_input;
-use crate::model::{Arch, ExtName};
+use crate::model::{Arch, ExtName, Sha256};
 use crate::pipeline::versions;
 use crate::sysupdate::transfer::Suffix;
 
@@ -44,6 +44,12 @@ pub struct ButaneArgs {
     /// Transfer files say Verify=no (for releases published with --allow-unsigned)
     #[arg(long)]
     pub allow_unsigned: bool,
+    /// Also install bakery as /opt/bin/bakery from this URL (the static binary)
+    #[arg(long, value_name = "URL", requires = "bakery_sha256")]
+    pub bakery_url: Option<String>,
+    /// The sha256 of the binary at --bakery-url (what scripts/build-static printed)
+    #[arg(long, value_name = "HEX", requires = "bakery_url")]
+    pub bakery_sha256: Option<Sha256>,
 }
 
 pub fn run(global: &Global, args: &ButaneArgs) -> Result<()> {
@@ -75,6 +81,7 @@ pub fn run(global: &Global, args: &ButaneArgs) -> Result<()> {
         dir: args.dir.clone(),
         verify: !args.allow_unsigned,
         suffix: args.transfer_suffix,
+        bakery: args.bakery_url.clone().zip(args.bakery_sha256),
     };
     let config = butane::plan(&request)?;
     if args.ignition {
