@@ -24,12 +24,27 @@ pub struct NodeConfig {
     pub instances: u32,
     /// Keyring that verifies `SHA256SUMS.gpg` (default `/etc/systemd/import-pubring.gpg`).
     pub keyring: Option<PathBuf>,
+    /// `node watch`: cordon the Node while an upgrade activates (uncordon only what it cordoned).
+    pub cordon: bool,
+    /// `node watch`: attempts at one target before it is `failed`.
+    pub retries: u32,
+    /// `node watch`: seconds before the first retry, doubling for each further one (at most 10 min).
+    pub retry_backoff: u64,
     pub extensions: BTreeMap<String, ExtensionConfig>,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { release_url: None, health_window: 30, instances: 3, keyring: None, extensions: BTreeMap::new() }
+        Self {
+            release_url: None,
+            health_window: 30,
+            instances: 3,
+            keyring: None,
+            cordon: false,
+            retries: 5,
+            retry_backoff: 10,
+            extensions: BTreeMap::new(),
+        }
     }
 }
 
@@ -53,6 +68,9 @@ struct Fragment {
     health_window: Option<u64>,
     instances: Option<u32>,
     keyring: Option<PathBuf>,
+    cordon: Option<bool>,
+    retries: Option<u32>,
+    retry_backoff: Option<u64>,
     #[serde(default)]
     extensions: BTreeMap<String, ExtensionConfig>,
 }
@@ -80,8 +98,10 @@ impl NodeConfig {
             let fragment = parse(&text).map_err(|e| bad_input(format!("{}:{e}", path.display())))?;
             config.apply(fragment);
         }
-        if config.health_window == 0 || config.instances == 0 {
-            return Err(bad_input("node config: health_window and instances must be at least 1"));
+        if config.health_window == 0 || config.instances == 0 || config.retries == 0 || config.retry_backoff == 0 {
+            return Err(bad_input(
+                "node config: health_window, instances, retries and retry_backoff must be at least 1",
+            ));
         }
         Ok(config)
     }
@@ -95,6 +115,9 @@ impl NodeConfig {
         if fragment.keyring.is_some() {
             self.keyring = fragment.keyring;
         }
+        self.cordon = fragment.cordon.unwrap_or(self.cordon);
+        self.retries = fragment.retries.unwrap_or(self.retries);
+        self.retry_backoff = fragment.retry_backoff.unwrap_or(self.retry_backoff);
         for (name, ext) in fragment.extensions {
             let entry = self.extensions.entry(name).or_default();
             if ext.follow.is_some() {
@@ -133,12 +156,18 @@ mod tests {
             .unwrap();
         std::fs::write(root.path().join(DROPINS).join("20-late.toml"), "[extensions.kubernetes]\nfollow = \"1.32\"\n")
             .unwrap();
-        std::fs::write(root.path().join(DROPINS).join("10-early.toml"), "instances = 2\nhealth_window = 5\n").unwrap();
+        std::fs::write(
+            root.path().join(DROPINS).join("10-early.toml"),
+            "instances = 2\nhealth_window = 5\ncordon = true\nretries = 3\n",
+        )
+        .unwrap();
         std::fs::write(root.path().join(DROPINS).join("ignored.txt"), "not toml").unwrap();
         let config = NodeConfig::load(root.path()).unwrap();
         assert_eq!(config.health_window, 5);
         assert_eq!(config.instances, 2);
         assert_eq!(config.extensions["kubernetes"].follow.as_deref(), Some("1.32"));
+        assert!(config.cordon);
+        assert_eq!((config.retries, config.retry_backoff), (3, 10), "retry_backoff keeps its default");
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub enum Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastResult {
     pub outcome: Outcome,
+    /// The version the run was about (the one activated, rolled back from or refused).
+    #[serde(default)]
+    pub version: Option<String>,
     pub message: String,
     pub at: String,
 }
@@ -106,8 +109,12 @@ impl Records {
     /// Notes how a run ended for `extension`, in its record and the bounded history.
     pub fn note(&mut self, extension: &str, outcome: Outcome, version: Option<&str>, message: &str) {
         let at = crate::util::time::now_rfc3339();
-        self.extension(extension).last_result =
-            Some(LastResult { outcome: outcome.clone(), message: message.to_string(), at: at.clone() });
+        self.extension(extension).last_result = Some(LastResult {
+            outcome: outcome.clone(),
+            version: version.map(str::to_string),
+            message: message.to_string(),
+            at: at.clone(),
+        });
         self.history.push(Event {
             at,
             extension: extension.to_string(),

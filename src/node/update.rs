@@ -105,6 +105,106 @@ pub fn follows(follow: &str, version: &str) -> bool {
     }
 }
 
+/// An image downloaded for an exact version, its link not yet flipped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub extension: String,
+    pub version: String,
+    /// The image's path on the node.
+    pub image: PathBuf,
+    /// The link to point at it, on disk (under the root).
+    pub link: PathBuf,
+    pub downloaded: bool,
+}
+
+/// The release did not (yet) offer the wanted version: worth retrying, as releases are published
+/// after the targets that name them are sometimes set.
+#[derive(Debug, thiserror::Error)]
+#[error("{extension} {version} is not in the release at {url} (its newest: {newest})")]
+pub struct NotInRelease {
+    pub extension: String,
+    pub version: String,
+    pub url: String,
+    pub newest: String,
+}
+
+/// Downloads exactly `version` of `extension` (verified, like [`update`]) from the release its
+/// transfer file or the node config names, without touching its link: the caller flips the link
+/// when it activates. A malformed version or an extension nothing updates is bad input.
+pub async fn stage_exact(
+    root: &Path,
+    config: &NodeConfig,
+    http: &Http,
+    mirrors: &Mirrors,
+    extension: &str,
+    version: &str,
+) -> Result<Prepared> {
+    let version: crate::model::ExtVersion = version.parse().map_err(crate::error::bad_input)?;
+    let host = Host::read(root)?;
+    let records = Records::load(root)?;
+    let keyring = keyring(root, config);
+    let found = match transfers(root)?.into_iter().find(|f| f.extension == extension) {
+        Some(found) => found,
+        None => configured(config, extension, keyring.is_some())?.ok_or_else(|| {
+            crate::error::bad_input(format!(
+                "no transfer file and no release_url in the node config say where {extension} comes from"
+            ))
+        })?,
+    };
+    // Any version of the extension, not only what a minor-pinned transfer captures.
+    let mut transfer = found.transfer.clone();
+    for section in [&mut transfer.source, &mut transfer.target] {
+        section.values.insert("MatchPattern".into(), vec![extension_pattern(extension)]);
+    }
+    let link = transfer
+        .target
+        .get("CurrentSymlink")
+        .map(|l| root.join(l.trim_start_matches('/')))
+        .unwrap_or_else(|| root.join(format!("etc/extensions/{extension}.raw")));
+    let wanted = version.as_str();
+    let accept = |v: &str| follows(wanted, v);
+    let policy = Policy { accept: Some(&accept), protect: protected(&records, extension), stage_only: true };
+    let node = Node { http, mirrors, root, arch: host.arch, keyring };
+    let outcome = sysupdate::update_with(&node, &transfer, &policy)
+        .await
+        .with_context(|| format!("staging {extension} {version} with {}", found.path.display()))?;
+    match outcome {
+        Some(outcome) => Ok(Prepared {
+            extension: extension.to_string(),
+            version: outcome.version,
+            image: outcome.path,
+            link,
+            downloaded: outcome.downloaded,
+        }),
+        None => {
+            let base = transfer.source.get("Path").unwrap_or_default().to_string();
+            let offered = sysupdate::offered(&node, &transfer).await.unwrap_or_default();
+            let newest = offered.first().map(|c| c.version.clone()).unwrap_or_else(|| "none".into());
+            Err(NotInRelease { extension: extension.into(), version: version.to_string(), url: base, newest }.into())
+        }
+    }
+}
+
+/// The keyring `SHA256SUMS.gpg` is checked with: the node config's, else systemd's when present.
+fn keyring(root: &Path, config: &NodeConfig) -> Option<PathBuf> {
+    config.keyring.clone().map(|k| root.join(k.strip_prefix("/").unwrap_or(&k))).or_else(|| {
+        let default = root.join(KEYRING);
+        default.is_file().then_some(default)
+    })
+}
+
+/// Image file names pruning must keep: the active and the last good one.
+fn protected(records: &Records, extension: &str) -> Vec<String> {
+    records
+        .extensions
+        .get(extension)
+        .into_iter()
+        .flat_map(|r| [&r.active, &r.last_good])
+        .flatten()
+        .filter_map(|a| Path::new(&a.image).file_name()?.to_str().map(str::to_string))
+        .collect()
+}
+
 /// Stages the newest image of every (or one) extension.
 pub async fn update(
     root: &Path,
@@ -115,10 +215,7 @@ pub async fn update(
 ) -> Result<Vec<Staged>> {
     let host = Host::read(root)?;
     let records = Records::load(root)?;
-    let keyring = config.keyring.clone().map(|k| root.join(k.strip_prefix("/").unwrap_or(&k))).or_else(|| {
-        let default = root.join(KEYRING);
-        default.is_file().then_some(default)
-    });
+    let keyring = keyring(root, config);
     let mut work = transfers(root)?;
     for name in config.extensions.keys() {
         if !work.iter().any(|f| &f.extension == name) {
@@ -134,18 +231,13 @@ pub async fn update(
     let node = Node { http, mirrors, root, arch: host.arch, keyring: keyring.clone() };
     let mut staged = Vec::new();
     for found in work {
-        let record = records.extensions.get(&found.extension);
-        let protect: Vec<String> = record
-            .into_iter()
-            .flat_map(|r| [&r.active, &r.last_good])
-            .flatten()
-            .filter_map(|a| Path::new(&a.image).file_name()?.to_str().map(str::to_string))
-            .collect();
+        let protect = protected(&records, &found.extension);
         let follow = config.extensions.get(&found.extension).and_then(|e| e.follow.clone());
         let accept = |version: &str| follow.as_deref().is_none_or(|f| follows(f, version));
         // A minor-pinned transfer captures only the patch in @v; follow applies to full versions.
         let pinned = found.transfer.source.patterns().iter().any(|p| !p.contains("-@v-"));
-        let policy = Policy { accept: (!pinned).then_some(&accept as &dyn Fn(&str) -> bool), protect };
+        let policy =
+            Policy { accept: (!pinned).then_some(&accept as &dyn Fn(&str) -> bool), protect, stage_only: false };
         let source = found.path.display().to_string();
         let outcome = sysupdate::update_with(&node, &found.transfer, &policy)
             .await

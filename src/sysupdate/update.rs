@@ -58,6 +58,8 @@ pub struct Policy<'a> {
     pub accept: Option<&'a dyn Fn(&str) -> bool>,
     /// Image file names never pruned (the active and the last good one).
     pub protect: Vec<String>,
+    /// Download only: leave `CurrentSymlink` alone (the caller flips it when it activates).
+    pub stage_only: bool,
 }
 
 /// Every image in `sums` that a source pattern of `transfer` matches for `arch`, newest first.
@@ -84,8 +86,9 @@ pub async fn update(node: &Node<'_>, transfer: &Transfer) -> Result<Option<Outco
     update_with(node, transfer, &Policy::default()).await
 }
 
-/// [`update`] with a [`Policy`].
-pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'_>) -> Result<Option<Outcome>> {
+/// What the release offers for `transfer` on this node, newest first: its `SHA256SUMS` read (and
+/// its signature checked when the transfer says `Verify=yes`).
+pub async fn offered(node: &Node<'_>, transfer: &Transfer) -> Result<Vec<Candidate>> {
     let (source_type, target_type) = (transfer.source.get("Type"), transfer.target.get("Type"));
     if source_type != Some("url-file") || target_type != Some("regular-file") {
         bail!("only url-file sources and regular-file targets are supported, not {source_type:?} → {target_type:?}");
@@ -98,9 +101,14 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
     }
     let text = String::from_utf8(sums_bytes).map_err(|_| anyhow!("{sums_url}: not UTF-8"))?;
     let sums = Sha256Sums::parse(&text).map_err(|e| anyhow!("{sums_url}: {e}"))?;
-    let accepted = candidates(transfer, &sums, node.arch)?
-        .into_iter()
-        .filter(|c| policy.accept.is_none_or(|accept| accept(&c.version)));
+    candidates(transfer, &sums, node.arch)
+}
+
+/// [`update`] with a [`Policy`].
+pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'_>) -> Result<Option<Outcome>> {
+    let base = transfer.source.get("Path").unwrap_or_default().trim_end_matches('/').to_string();
+    let accepted =
+        offered(node, transfer).await?.into_iter().filter(|c| policy.accept.is_none_or(|accept| accept(&c.version)));
     let Some(newest) = accepted.into_iter().next() else { return Ok(None) };
 
     let target_pattern =
@@ -119,7 +127,7 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
         atomic::persist(tmp, &dest)?;
     }
     let node_path = Path::new(target_dir).join(&name);
-    if let Some(link) = transfer.target.get("CurrentSymlink") {
+    if let Some(link) = transfer.target.get("CurrentSymlink").filter(|_| !policy.stage_only) {
         replace_symlink(&node.root.join(link.trim_start_matches('/')), &node_path)?;
     }
     let keep: usize = transfer.target.get("InstancesMax").and_then(|n| n.parse().ok()).unwrap_or(2);
