@@ -1,19 +1,36 @@
-//! bakery: builds systemd-sysext images from upstream release binaries.
+//! bakery: builds systemd-sysext images from upstream release binaries and keeps nodes on them.
 //!
 //! The build side is a one-way pipeline (see `pipeline`): resolve → fetch → plan → validate →
-//! pack → publish. Only fetch, pack and publish touch the network or the disk.
+//! pack → publish. Only fetch, pack and publish touch the network or the disk. The node side
+//! (`node`) observes, decides (pure) and acts; `cluster` is its side of the Kubernetes API.
 
-pub mod assets; // templates and recipes embedded in the binary
-pub mod butane; // Butane and Ignition configs that provision nodes from a release
-pub mod cli; // clap definitions and the glue running each command
-pub mod config; // bakery.toml, environment and flags
+/// Templates and recipes embedded in the binary.
+pub mod assets;
+/// Butane and Ignition configs that provision nodes from a release.
+pub mod butane;
+/// clap definitions and the glue running each command.
+pub mod cli;
+/// `node watch`'s side of the Kubernetes API: the Node contract and its calls.
+pub mod cluster;
+/// bakery.toml, environment and flags.
+pub mod config;
+/// Error kinds callers branch on (bad input → exit 2, checksum mismatch, interrupted).
 pub mod error;
-pub mod image; // reading images back: inspect // error kinds callers branch on (bad input → exit 2, checksum mismatch)
+/// Reading images back: inspect.
+pub mod image;
+/// Domain values: Arch, Sha256, ExtName, ExtVersion, mirrors, extension-release, manifest.
 pub mod model;
-pub mod node; // the node agent: update, refresh, status, rollback // domain values: Arch, Sha256, ExtName, ExtVersion, mirrors, extension-release, manifest
-pub mod pipeline; // build side: resolve, fetch, plan, validate, publish (pack lives in squashfs)
+/// The node agent: update, refresh, status, rollback, doctor, watch.
+pub mod node;
+/// Build side: resolve, fetch, plan, validate, publish (pack lives in squashfs).
+pub mod pipeline;
+/// The recipe format and the catalog of built-in and local recipes.
 pub mod recipe;
-pub mod release; // bakery release: SHA256SUMS, signature, index.json, transfer files // the recipe format and the catalog of built-in and local recipes
+/// bakery release: SHA256SUMS, signature, index.json, transfer files.
+pub mod release;
+/// SquashFS writing: parallel compression for backhand, tables with xattrs.
 pub mod squashfs;
-pub mod sysupdate; // transfer files, match patterns, and updating from a release like systemd-sysupdate
-pub mod util; // atomic writes, small formatting helpers // SquashFS writing: parallel compression for backhand, tables with xattrs
+/// Transfer files, match patterns, and updating from a release like systemd-sysupdate.
+pub mod sysupdate;
+/// Atomic writes, cancellation, gpg, time formatting.
+pub mod util;

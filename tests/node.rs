@@ -7,65 +7,25 @@ mod support;
 use std::path::PathBuf;
 
 use support::container::{Bind, Container};
-use support::fixtures::sha256_hex;
-use support::{Run, Server, bakery, root_or_skip, run};
+use support::demo::Demo;
+use support::{Run, root_or_skip};
 
-const RECIPE: &str = r#"name: demo
-description: a service that records its version, for node tests
-version: { prefix: v }
-reload_manager: true
-restart_units: [demo.service]
-artifacts:
-  - name: demo
-    url: "https://demo.example/{{ version }}/demo"
-    checksum: { url: "{{ url }}.sha256", format: digest }
-    install: { path: usr/bin/demo, mode: "0755" }
-templates:
-  - { source: demo.service, path: usr/lib/systemd/system/demo.service }
-"#;
-
-const UNIT: &str =
-    "[Unit]\nDescription=demo {{ version }}\n\n[Service]\nExecStart=/usr/bin/demo\nRestart=on-failure\nRestartSec=1\n";
-
-/// The host side: a recipe folder, a server with the demo's "upstream", images built by bakery.
+/// The host side: the demo extension's recipe, upstream and images.
 struct Host {
-    dir: tempfile::TempDir,
-    server: Server,
+    demo: Demo,
+}
+
+impl std::ops::Deref for Host {
+    type Target = Demo;
+
+    fn deref(&self) -> &Demo {
+        &self.demo
+    }
 }
 
 impl Host {
     fn new() -> Self {
-        let host = Host { dir: tempfile::tempdir().unwrap(), server: Server::start() };
-        let recipe = host.dir.path().join("extensions/demo");
-        std::fs::create_dir_all(recipe.join("templates")).unwrap();
-        std::fs::write(recipe.join("recipe.yaml"), RECIPE).unwrap();
-        std::fs::write(recipe.join("templates/demo.service"), UNIT).unwrap();
-        std::fs::create_dir_all(host.shared()).unwrap();
-        host
-    }
-
-    /// What the container sees at /srv/bakery.
-    fn shared(&self) -> PathBuf {
-        self.dir.path().join("shared")
-    }
-
-    /// Builds demo `version` for `arch`; a `crashing` one exits at once.
-    fn build(&self, version: &str, arch: &str, crashing: bool) -> String {
-        let script = if crashing {
-            "#!/bin/sh\necho crashing >&2\nexit 1\n".to_string()
-        } else {
-            format!("#!/bin/sh\necho {version} > /run/demo.version\nexec sleep infinity\n")
-        };
-        let path = format!("/demo.example/{version}/demo");
-        self.server.put(&format!("{path}.sha256"), sha256_hex(script.as_bytes()));
-        self.server.put(&path, script);
-        let mut command = bakery(self.dir.path());
-        command.arg("--cache-dir").arg(self.dir.path().join("cache"));
-        command.arg("--extensions-dir").arg(self.dir.path().join("extensions"));
-        command.args(["--mirror", &self.server.mirror_for("https://demo.example")]);
-        command.args(["create", "demo", version, arch, "--force", "-o"]).arg(self.shared());
-        run(&mut command).expect_code(0);
-        format!("demo-{version}-{arch}.raw")
+        Host { demo: Demo::new() }
     }
 
     fn boot(&self) -> Node {
@@ -213,15 +173,12 @@ fn node_update_stages_the_newest_match_from_a_served_release() {
         host.build(version, "x86-64", false);
     }
     host.build("v1.0.2", "arm64", false);
-    let mut release = bakery(host.dir.path());
-    release.arg("release").arg(host.shared()).args(["--base-url", "https://release.example/ext", "--allow-unsigned"]);
-    run(&mut release).expect_code(0);
-    host.server.serve_dir("/release.example/ext", &host.shared());
+    host.release();
     let node = host.boot();
     // the minor-pinned transfer bakery butane installs, with the node following v1.0 patches
     let transfer = std::fs::read(host.shared().join("demo-v1.0.conf")).unwrap();
     node.container.write("/etc/sysupdate.demo.d/demo.conf", &transfer);
-    let mirror = host.server.mirror_for("https://release.example");
+    let mirror = host.release_mirror();
     let updated = node.bakery(&["--mirror", &mirror, "node", "update", "--activate"]).expect_code(0);
     assert!(updated.stdout.contains("demo: staged /opt/extensions/demo/demo-v1.0.1-x86-64.raw"), "{updated:?}");
     assert!(updated.stdout.contains("demo: Activated: v1.0.1 active"), "{updated:?}");
@@ -285,13 +242,10 @@ fn doctor_checks_the_node_and_names_a_fix_for_what_fails() {
     }
     let host = Host::new();
     host.build("v1.0.0", "x86-64", false);
-    let mut release = bakery(host.dir.path());
-    release.arg("release").arg(host.shared()).args(["--base-url", "https://release.example/ext", "--allow-unsigned"]);
-    run(&mut release).expect_code(0);
-    host.server.serve_dir("/release.example/ext", &host.shared());
+    host.release();
     let node = host.boot();
     node.container.write("/etc/sysupdate.demo.d/demo.conf", &std::fs::read(host.shared().join("demo.conf")).unwrap());
-    let mirror = host.server.mirror_for("https://release.example");
+    let mirror = host.release_mirror();
 
     let healthy = node.bakery(&["--mirror", &mirror, "doctor", "--json"]).expect_code(0);
     let checks: serde_json::Value = serde_json::from_str(&healthy.stdout).unwrap();

@@ -88,6 +88,9 @@ _bakery() {
             bakery__subcmd__help__subcmd__node,update)
                 cmd="bakery__subcmd__help__subcmd__node__subcmd__update"
                 ;;
+            bakery__subcmd__help__subcmd__node,watch)
+                cmd="bakery__subcmd__help__subcmd__node__subcmd__watch"
+                ;;
             bakery__subcmd__node,help)
                 cmd="bakery__subcmd__node__subcmd__help"
                 ;;
@@ -103,6 +106,9 @@ _bakery() {
             bakery__subcmd__node,update)
                 cmd="bakery__subcmd__node__subcmd__update"
                 ;;
+            bakery__subcmd__node,watch)
+                cmd="bakery__subcmd__node__subcmd__watch"
+                ;;
             bakery__subcmd__node__subcmd__help,help)
                 cmd="bakery__subcmd__node__subcmd__help__subcmd__help"
                 ;;
@@ -117,6 +123,9 @@ _bakery() {
                 ;;
             bakery__subcmd__node__subcmd__help,update)
                 cmd="bakery__subcmd__node__subcmd__help__subcmd__update"
+                ;;
+            bakery__subcmd__node__subcmd__help,watch)
+                cmd="bakery__subcmd__node__subcmd__help__subcmd__watch"
                 ;;
             *)
                 ;;
@@ -465,7 +474,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__help__subcmd__node)
-            opts="update refresh status rollback"
+            opts="update refresh status rollback watch"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -521,6 +530,20 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__help__subcmd__node__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__node__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -643,7 +666,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__node)
-            opts="-v -q -h -V --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version update refresh status rollback help"
+            opts="-v -q -h -V --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version update refresh status rollback watch help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -677,7 +700,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__node__subcmd__help)
-            opts="update refresh status rollback help"
+            opts="update refresh status rollback watch help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -747,6 +770,20 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__node__subcmd__help__subcmd__update)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__node__subcmd__help__subcmd__watch)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -869,6 +906,52 @@ _bakery() {
                 return 0
             fi
             case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__node__subcmd__watch)
+            opts="-v -q -h -V --kubeconfig --node-name --metrics-addr --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --root)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

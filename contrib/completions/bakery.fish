@@ -114,21 +114,22 @@ complete -c bakery -n "__fish_bakery_using_subcommand butane" -s v -l verbose -d
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s V -l version -d 'Print version'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -l json -d 'Print JSON instead of text'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -s q -l quiet -d 'Only errors on stderr, no progress'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -s h -l help -d 'Print help'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -s V -l version -d 'Print version'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l json -d 'Print JSON instead of text'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
@@ -170,10 +171,24 @@ complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from rollback" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from rollback" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from rollback" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l kubeconfig -d 'Cluster credentials [default: KUBECONFIG, in-cluster, then /etc/kubernetes/kubelet.conf]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l node-name -d 'This Node\'s name [default: the hostname, lowercased]' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l metrics-addr -d 'Serve Prometheus metrics at http://ADDR/metrics (off by default)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -l json -d 'Print JSON instead of text'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s V -l version -d 'Print version'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l root -d 'The host\'s root directory' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
@@ -216,3 +231,4 @@ complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'

@@ -6,9 +6,12 @@ use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 
 use super::Global;
+use crate::cluster::api::NodeApi;
+use crate::cluster::connect;
 use crate::node::config::NodeConfig;
 use crate::node::refresh::{self, Report, Timing};
 use crate::node::systemd::Bus;
+use crate::node::watch::{self, Agent, metrics::Metrics};
 use crate::node::{doctor, status, update};
 use crate::pipeline::http::Http;
 
@@ -44,11 +47,29 @@ pub enum NodeCommand {
         #[arg(value_name = "EXT")]
         extension: String,
     },
+    /// Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back
+    Watch(WatchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Cluster credentials [default: KUBECONFIG, in-cluster, then /etc/kubernetes/kubelet.conf]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// This Node's name [default: the hostname, lowercased]
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off by default)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
     let root = args.root.as_path();
     let config = NodeConfig::load(root)?;
+    if let NodeCommand::Watch(watch) = &args.command {
+        return run_watch(global, root, &config, watch);
+    }
     super::until_interrupted(async {
         let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
         match &args.command {
@@ -90,7 +111,59 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 let report = status::rollback(root, &config, extension, bus.as_ref()).await?;
                 finish(&report, args.json)
             }
+            NodeCommand::Watch(_) => unreachable!("handled above"),
         }
+    })
+}
+
+/// `node watch`: its own signal handling, as a stop is honoured at safe points rather than at once.
+fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let settings = global.settings()?;
+    let name = connect::node_name(args.node_name.as_deref())?;
+    let source = connect::source(args.kubeconfig.as_deref(), root)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            let which = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            tracing::info!("{which}: stopping at the next safe point");
+            watch::notify(&[sd_notify::NotifyState::Stopping]);
+            stop_tx.send_replace(true);
+        });
+        let client = connect::client(&source).await?;
+        tracing::info!("watching Node {name} with credentials from {source}");
+        let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
+        let http = Http::new(settings.retry)?;
+        let metrics = Metrics::default();
+        let _server = match args.metrics_addr {
+            Some(addr) => Some(metrics.clone().serve(addr, root.to_path_buf()).await?),
+            None => None,
+        };
+        let api = NodeApi::new(client.clone(), &name);
+        let (nodes_tx, nodes) = tokio::sync::watch::channel(None);
+        let follower = NodeApi::new(client, &name);
+        let watcher = tokio::spawn(async move { watch::follow(&follower, nodes_tx).await });
+        watch::notify(&[sd_notify::NotifyState::Ready]);
+        let agent = Agent {
+            root,
+            config,
+            http: &http,
+            mirrors: &settings.mirrors,
+            systemd: bus.as_ref(),
+            api,
+            metrics,
+            nodes,
+            stop,
+        };
+        let result = agent.run().await;
+        watcher.abort();
+        result
     })
 }
 

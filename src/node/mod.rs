@@ -14,3 +14,4 @@ pub mod status;
 pub mod sysext;
 pub mod systemd;
 pub mod update;
+pub mod watch;

@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 pub mod container;
+pub mod demo;
 pub mod dns;
 pub mod fixtures;
 pub mod golden;
 pub mod gpg;
+pub mod kube_api;
 pub mod server;
 pub mod upstreams;
 

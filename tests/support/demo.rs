@@ -1,0 +1,83 @@
+//! A demo extension for node tests: a service that records its version in /run/demo.version
+//! (or, built `crashing`, exits at once), built by bakery from a recipe and an "upstream" the
+//! test server serves, and releases of it served as https://release.example/ext.
+
+use std::path::PathBuf;
+
+use super::fixtures::sha256_hex;
+use super::{Server, bakery, run};
+
+pub const RECIPE: &str = r#"name: demo
+description: a service that records its version, for node tests
+version: { prefix: v }
+reload_manager: true
+restart_units: [demo.service]
+artifacts:
+  - name: demo
+    url: "https://demo.example/{{ version }}/demo"
+    checksum: { url: "{{ url }}.sha256", format: digest }
+    install: { path: usr/bin/demo, mode: "0755" }
+templates:
+  - { source: demo.service, path: usr/lib/systemd/system/demo.service }
+"#;
+
+pub const UNIT: &str =
+    "[Unit]\nDescription=demo {{ version }}\n\n[Service]\nExecStart=/usr/bin/demo\nRestart=on-failure\nRestartSec=1\n";
+
+/// Where releases are published, as nodes see it (mirrored to the test server).
+pub const RELEASE_URL: &str = "https://release.example/ext";
+
+/// The host side: a recipe folder, a server with the demo's "upstream", images built by bakery.
+pub struct Demo {
+    pub dir: tempfile::TempDir,
+    pub server: Server,
+}
+
+impl Demo {
+    pub fn new() -> Self {
+        let demo = Demo { dir: tempfile::tempdir().unwrap(), server: Server::start() };
+        let recipe = demo.dir.path().join("extensions/demo");
+        std::fs::create_dir_all(recipe.join("templates")).unwrap();
+        std::fs::write(recipe.join("recipe.yaml"), RECIPE).unwrap();
+        std::fs::write(recipe.join("templates/demo.service"), UNIT).unwrap();
+        std::fs::create_dir_all(demo.shared()).unwrap();
+        demo
+    }
+
+    /// Where images and releases are written (what a container sees at /srv/bakery).
+    pub fn shared(&self) -> PathBuf {
+        self.dir.path().join("shared")
+    }
+
+    /// Builds demo `version` for `arch`; a `crashing` one exits at once.
+    pub fn build(&self, version: &str, arch: &str, crashing: bool) -> String {
+        let script = if crashing {
+            "#!/bin/sh\necho crashing >&2\nexit 1\n".to_string()
+        } else {
+            format!("#!/bin/sh\necho {version} > /run/demo.version\nexec sleep infinity\n")
+        };
+        let path = format!("/demo.example/{version}/demo");
+        self.server.put(&format!("{path}.sha256"), sha256_hex(script.as_bytes()));
+        self.server.put(&path, script);
+        let mut command = bakery(self.dir.path());
+        command.arg("--cache-dir").arg(self.dir.path().join("cache"));
+        command.arg("--extensions-dir").arg(self.dir.path().join("extensions"));
+        command.args(["--mirror", &self.server.mirror_for("https://demo.example")]);
+        command.args(["create", "demo", version, arch, "--force", "-o"]).arg(self.shared());
+        run(&mut command).expect_code(0);
+        format!("demo-{version}-{arch}.raw")
+    }
+
+    /// Releases what `shared()` holds (unsigned) and serves it at [`RELEASE_URL`].
+    pub fn release(&self) {
+        let mut release = bakery(self.dir.path());
+        release.arg("release").arg(self.shared()).args(["--base-url", RELEASE_URL, "--allow-unsigned"]);
+        run(&mut release).expect_code(0);
+        self.server.serve_dir("/release.example/ext", &self.shared());
+    }
+
+    /// `--mirror` for the release.
+    pub fn release_mirror(&self) -> String {
+        self.server.mirror_for("https://release.example")
+    }
+}
