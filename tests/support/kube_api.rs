@@ -123,18 +123,7 @@ impl KubeApi {
         let port = listener.local_addr().unwrap().port();
         let shared =
             Arc::new(Shared { state: Mutex::new(State { rv: 100, ..State::default() }), changed: Condvar::new() });
-        let accept = listener.try_clone().unwrap();
-        let for_accept = shared.clone();
-        std::thread::spawn(move || {
-            for stream in accept.incoming() {
-                let Ok(stream) = stream else { break };
-                if for_accept.state.lock().unwrap().closing {
-                    break;
-                }
-                let shared = for_accept.clone();
-                std::thread::spawn(move || serve(stream, &shared));
-            }
-        });
+        super::accept_connections(&listener, shared.clone(), |s| s.state.lock().unwrap().closing, serve);
         KubeApi { port, shared, listener }
     }
 

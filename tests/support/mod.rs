@@ -138,3 +138,24 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Serves each connection to `listener` on a thread of its own with `handle`, until `closing`
+/// says so (checked as each connection arrives; the servers' Drop connects once to wake it).
+pub fn accept_connections<S: Send + Sync + 'static>(
+    listener: &std::net::TcpListener,
+    shared: std::sync::Arc<S>,
+    closing: fn(&S) -> bool,
+    handle: fn(std::net::TcpStream, &S),
+) {
+    let accept = listener.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for stream in accept.incoming() {
+            let Ok(stream) = stream else { break };
+            if closing(&shared) {
+                break;
+            }
+            let shared = shared.clone();
+            std::thread::spawn(move || handle(stream, &shared));
+        }
+    });
+}

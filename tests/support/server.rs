@@ -41,18 +41,7 @@ impl Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new() });
-        let accept = listener.try_clone().unwrap();
-        let for_accept = shared.clone();
-        std::thread::spawn(move || {
-            for stream in accept.incoming() {
-                let Ok(stream) = stream else { break };
-                if for_accept.state.lock().unwrap().closing {
-                    break;
-                }
-                let shared = for_accept.clone();
-                std::thread::spawn(move || handle(stream, &shared));
-            }
-        });
+        super::accept_connections(&listener, shared.clone(), |s| s.state.lock().unwrap().closing, handle);
         Server { port, shared, listener }
     }
 
