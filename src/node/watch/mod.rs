@@ -92,7 +92,7 @@ impl<S: Systemd> Agent<'_, S> {
             if *self.stop.borrow() {
                 break;
             }
-            let Some(node) = self.nodes.borrow().clone() else {
+            let Some(node) = self.nodes.borrow_and_update().clone() else {
                 if self.wait(None).await {
                     break;
                 }
