@@ -17,7 +17,12 @@ pub struct Lock {
 
 /// Takes the lock under `root`, failing at once (naming the holder) when another run has it.
 pub fn acquire(root: &Path) -> Result<Lock> {
-    let path = root.join(FILE);
+    acquire_file(root, FILE)
+}
+
+/// Takes the lock `file` (relative to `root`), like [`acquire`].
+pub fn acquire_file(root: &Path, file: &str) -> Result<Lock> {
+    let path = root.join(file);
     let dir = path.parent().expect("the lock has a directory");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut file = OpenOptions::new()

@@ -1,6 +1,7 @@
-//! systemd over D-Bus (`org.freedesktop.systemd1`, with zbus): reload, restart a unit and wait
-//! for its job's result, read a unit's state. A small trait, so the decision logic is tested
-//! without a bus and the real implementation runs against a real systemd in the node tests.
+//! systemd over D-Bus (`org.freedesktop.systemd1`, with zbus): reload, restart, start or stop a
+//! unit and wait for its job's result, enable or disable unit files, read a unit's state. A small
+//! trait, so the decision logic is tested without a bus and the real implementation runs against
+//! a real systemd in the node tests.
 
 use std::future::Future;
 
@@ -31,6 +32,12 @@ pub trait Systemd {
     fn reload(&self) -> impl Future<Output = Result<()>>;
     /// Restarts `unit` and returns its job's result (`done`, `failed`, `timeout`, ...).
     fn restart(&self, unit: &str) -> impl Future<Output = Result<String>>;
+    /// Starts `unit` (a no-op when it runs) and returns its job's result.
+    fn start(&self, unit: &str) -> impl Future<Output = Result<String>>;
+    /// Stops `unit` and returns its job's result.
+    fn stop(&self, unit: &str) -> impl Future<Output = Result<String>>;
+    /// Enables (true) or disables `unit`'s unit file; true when that changed anything.
+    fn enable(&self, unit: &str, enabled: bool) -> impl Future<Output = Result<bool>>;
     /// The unit's current state.
     fn state(&self, unit: &str) -> impl Future<Output = Result<UnitState>>;
 }
@@ -44,6 +51,15 @@ trait Manager {
     fn subscribe(&self) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+    fn disable_unit_files(&self, files: &[&str], runtime: bool) -> zbus::Result<Vec<(String, String, String)>>;
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     #[zbus(signal)]
     fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
@@ -81,6 +97,26 @@ impl Bus {
     async fn manager(&self) -> Result<ManagerProxy<'_>> {
         Ok(ManagerProxy::new(&self.connection).await?)
     }
+
+    /// Queues a `verb` (restart, start, stop) job for `unit` and waits for its result.
+    async fn job(&self, unit: &str, verb: &str) -> Result<String> {
+        let manager = self.manager().await?;
+        // Listen before asking, so the job cannot finish unseen.
+        let mut removed = manager.receive_job_removed().await?;
+        let job = match verb {
+            "restart" => manager.restart_unit(unit, "replace").await,
+            "start" => manager.start_unit(unit, "replace").await,
+            _ => manager.stop_unit(unit, "replace").await,
+        }
+        .with_context(|| format!("{verb}ing {unit}"))?;
+        while let Some(signal) = removed.next().await {
+            let args = signal.args()?;
+            if args.job == job {
+                return Ok(args.result);
+            }
+        }
+        Err(anyhow!("systemd's job signals ended before the {verb} of {unit} finished"))
+    }
 }
 
 impl Systemd for Bus {
@@ -89,17 +125,25 @@ impl Systemd for Bus {
     }
 
     async fn restart(&self, unit: &str) -> Result<String> {
+        self.job(unit, "restart").await
+    }
+
+    async fn start(&self, unit: &str) -> Result<String> {
+        self.job(unit, "start").await
+    }
+
+    async fn stop(&self, unit: &str) -> Result<String> {
+        self.job(unit, "stop").await
+    }
+
+    async fn enable(&self, unit: &str, enabled: bool) -> Result<bool> {
         let manager = self.manager().await?;
-        // Listen before asking, so the job cannot finish unseen.
-        let mut removed = manager.receive_job_removed().await?;
-        let job = manager.restart_unit(unit, "replace").await.with_context(|| format!("restarting {unit}"))?;
-        while let Some(signal) = removed.next().await {
-            let args = signal.args()?;
-            if args.job == job {
-                return Ok(args.result);
-            }
-        }
-        Err(anyhow!("systemd's job signals ended before {unit}'s restart finished"))
+        let changes = if enabled {
+            manager.enable_unit_files(&[unit], false, true).await.with_context(|| format!("enabling {unit}"))?.1
+        } else {
+            manager.disable_unit_files(&[unit], false).await.with_context(|| format!("disabling {unit}"))?
+        };
+        Ok(!changes.is_empty())
     }
 
     async fn state(&self, unit: &str) -> Result<UnitState> {
