@@ -1,6 +1,6 @@
-//! Embeds the data folders (`extensions/` recipes, `sysupdate/` and `butane/` templates, `units/`) into
-//! the binary as sorted lists of `(relative path, bytes)` pairs, so an installed `bakery` needs
-//! no data files next to it.
+//! Embeds the data folders (`extensions/` recipes, `sysupdate/` and `butane/` templates, `units/`,
+//! `components/`) into the binary as sorted lists of `(relative path, bytes)` pairs, so an
+//! installed `bakery` needs no data files next to it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,6 +39,7 @@ fn main() {
     embed("SYSUPDATE", "sysupdate", &mut code);
     embed("BUTANE", "butane", &mut code);
     embed("UNITS", "units", &mut code);
+    embed("COMPONENTS", "components", &mut code);
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR set by cargo"));
     std::fs::write(out.join("embedded.rs"), code).expect("writing embedded.rs");
 }

@@ -30,3 +30,8 @@ pub fn unit(name: &str) -> &'static str {
 pub fn extensions() -> &'static [(&'static str, &'static [u8])] {
     embedded::EXTENSIONS
 }
+
+/// The built-in components repository (`components/`).
+pub fn components() -> &'static [(&'static str, &'static [u8])] {
+    embedded::COMPONENTS
+}

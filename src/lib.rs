@@ -12,6 +12,8 @@ pub mod butane;
 pub mod cli;
 /// `node watch`'s side of the Kubernetes API: the Node contract and its calls.
 pub mod cluster;
+/// Components and node bootstrap: releases of versioned files, services and scripts.
+pub mod components;
 /// bakery.toml, environment and flags.
 pub mod config;
 /// Error kinds callers branch on (bad input → exit 2, checksum mismatch, interrupted).

@@ -123,10 +123,10 @@ fn refresh_activates_upgrades_and_rolls_back_a_failing_version() {
     assert!(again.stdout.contains("demo: Unchanged: v2.0.0 active"), "{again:?}");
     let status = node.bakery(&["node", "status", "--json"]).expect_code(0);
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    assert_eq!(status[0]["linked_version"], "v2.0.0");
-    assert_eq!(status[0]["merged"], true);
-    assert_eq!(status[0]["staged_newer"], serde_json::json!([format!("/opt/extensions/demo/{v3}")]));
-    assert!(status[0]["units"][0]["state"].as_str().unwrap().starts_with("active/running"), "{status}");
+    assert_eq!(status["extensions"][0]["linked_version"], "v2.0.0");
+    assert_eq!(status["extensions"][0]["merged"], true);
+    assert_eq!(status["extensions"][0]["staged_newer"], serde_json::json!([format!("/opt/extensions/demo/{v3}")]));
+    assert!(status["extensions"][0]["units"][0]["state"].as_str().unwrap().starts_with("active/running"), "{status}");
 
     // An explicit rollback goes to the previous version.
     node.bakery(&["node", "rollback", "demo"]).expect_code(0);

@@ -76,6 +76,9 @@ _bakery() {
             bakery__subcmd__help,release)
                 cmd="bakery__subcmd__help__subcmd__release"
                 ;;
+            bakery__subcmd__help__subcmd__node,bootstrap)
+                cmd="bakery__subcmd__help__subcmd__node__subcmd__bootstrap"
+                ;;
             bakery__subcmd__help__subcmd__node,refresh)
                 cmd="bakery__subcmd__help__subcmd__node__subcmd__refresh"
                 ;;
@@ -90,6 +93,9 @@ _bakery() {
                 ;;
             bakery__subcmd__help__subcmd__node,watch)
                 cmd="bakery__subcmd__help__subcmd__node__subcmd__watch"
+                ;;
+            bakery__subcmd__node,bootstrap)
+                cmd="bakery__subcmd__node__subcmd__bootstrap"
                 ;;
             bakery__subcmd__node,help)
                 cmd="bakery__subcmd__node__subcmd__help"
@@ -108,6 +114,9 @@ _bakery() {
                 ;;
             bakery__subcmd__node,watch)
                 cmd="bakery__subcmd__node__subcmd__watch"
+                ;;
+            bakery__subcmd__node__subcmd__help,bootstrap)
+                cmd="bakery__subcmd__node__subcmd__help__subcmd__bootstrap"
                 ;;
             bakery__subcmd__node__subcmd__help,help)
                 cmd="bakery__subcmd__node__subcmd__help__subcmd__help"
@@ -474,8 +483,22 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__help__subcmd__node)
-            opts="update refresh status rollback watch"
+            opts="update refresh status rollback watch bootstrap"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__node__subcmd__bootstrap)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -666,7 +689,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__node)
-            opts="-v -q -h -V --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version update refresh status rollback watch help"
+            opts="-v -q -h -V --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version update refresh status rollback watch bootstrap help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -699,9 +722,81 @@ _bakery() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        bakery__subcmd__node__subcmd__help)
-            opts="update refresh status rollback watch help"
+        bakery__subcmd__node__subcmd__bootstrap)
+            opts="-v -q -h -V --release --role --metadata --metadata-url --set --components --dry-run --root --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --release)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metadata)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metadata-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --components)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__node__subcmd__help)
+            opts="update refresh status rollback watch bootstrap help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__node__subcmd__help__subcmd__bootstrap)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

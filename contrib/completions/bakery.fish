@@ -114,22 +114,23 @@ complete -c bakery -n "__fish_bakery_using_subcommand butane" -s v -l verbose -d
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s V -l version -d 'Print version'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -l json -d 'Print JSON instead of text'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s q -l quiet -d 'Only errors on stderr, no progress'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s h -l help -d 'Print help'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -s V -l version -d 'Print version'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -l json -d 'Print JSON instead of text'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images), changing only what changed'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
@@ -184,11 +185,29 @@ complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from watch" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l release -d 'The release to install, e.g. v1.32.3' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l role -d 'This node\'s role; components tagged for others are skipped [default: metadata\'s role, else worker]' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l metadata -d 'Node metadata, JSON or YAML [default: /etc/bakery/metadata.json when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l metadata-url -d 'Fetch the node metadata from this URL (https, or http to a link-local or loopback address)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l set -d 'Override a metadata key (a dotted path), e.g. cluster.dns=10.96.0.10 (repeatable)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l components -d 'A components repository over the built-in one: DIR, https://BASE, FILE.zip or URL.zip#sha256=HEX' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l dry-run -d 'Print the plan and change nothing'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l json -d 'Print JSON instead of text'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s V -l version -d 'Print version'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images), changing only what changed'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l root -d 'The host\'s root directory' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
@@ -232,3 +251,4 @@ complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images), changing only what changed'

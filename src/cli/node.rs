@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use super::Global;
 use crate::cluster::api::NodeApi;
 use crate::cluster::connect;
+use crate::components::{self, metadata};
 use crate::node::config::NodeConfig;
 use crate::node::refresh::{self, Report, Timing};
 use crate::node::systemd::Bus;
@@ -49,6 +50,33 @@ pub enum NodeCommand {
     },
     /// Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back
     Watch(WatchArgs),
+    /// Install a release's components (files, services, scripts, images), changing only what changed
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    /// The release to install, e.g. v1.32.3
+    #[arg(long, value_name = "VERSION")]
+    pub release: String,
+    /// This node's role; components tagged for others are skipped [default: metadata's role, else worker]
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Node metadata, JSON or YAML [default: /etc/bakery/metadata.json when present]
+    #[arg(long, value_name = "FILE", conflicts_with = "metadata_url")]
+    pub metadata: Option<PathBuf>,
+    /// Fetch the node metadata from this URL (https, or http to a link-local or loopback address)
+    #[arg(long, value_name = "URL")]
+    pub metadata_url: Option<String>,
+    /// Override a metadata key (a dotted path), e.g. cluster.dns=10.96.0.10 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// A components repository over the built-in one: DIR, https://BASE, FILE.zip or URL.zip#sha256=HEX
+    #[arg(long = "components", value_name = "REPO")]
+    pub components: Vec<String>,
+    /// Print the plan and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +140,54 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 finish(&report, args.json)
             }
             NodeCommand::Watch(_) => unreachable!("handled above"),
+            NodeCommand::Bootstrap(bootstrap) => {
+                let settings = global.settings()?;
+                let http = Http::new(settings.retry)?;
+                let source = match (&bootstrap.metadata, &bootstrap.metadata_url) {
+                    (Some(path), _) => metadata::Source::File(path),
+                    (None, Some(url)) => metadata::Source::Url(url),
+                    (None, None) => metadata::Source::Default,
+                };
+                let request = components::Request {
+                    release: &bootstrap.release,
+                    role: bootstrap.role.as_deref(),
+                    metadata: source,
+                    sets: &bootstrap.sets,
+                    repositories: &bootstrap.components,
+                };
+                let plan = components::prepare(root, &config, &http, &settings.mirrors, &request).await?;
+                if bootstrap.dry_run {
+                    if args.json {
+                        println!("{}", serde_json::to_string_pretty(&plan)?);
+                    } else {
+                        print!("{}", components::plan::describe(&plan));
+                    }
+                    return Ok(());
+                }
+                eprint!("{}", components::plan::describe(&plan));
+                let node = components::apply::Node {
+                    root,
+                    config: &config,
+                    http: &http,
+                    mirrors: &settings.mirrors,
+                    systemd: bus.as_ref(),
+                };
+                let done = components::apply::apply(&node, &plan).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "done": done }))?);
+                } else {
+                    for d in &done {
+                        println!("{} {}: {}", d.component, d.version, d.steps.join("; "));
+                    }
+                    if !plan.restarts.is_empty() {
+                        println!("restarted: {}", plan.restarts.join(", "));
+                    }
+                    if plan.is_empty() {
+                        println!("release {}: nothing to do", plan.release);
+                    }
+                }
+                Ok(())
+            }
         }
     })
 }

@@ -30,6 +30,9 @@ pub struct NodeConfig {
     pub retries: u32,
     /// `node watch`: seconds before the first retry, doubling for each further one (at most 10 min).
     pub retry_backoff: u64,
+    /// `node bootstrap`: component repositories on top of the built-in ones (directories, URLs,
+    /// ZIPs), later ones overriding earlier ones.
+    pub components: Vec<String>,
     pub extensions: BTreeMap<String, ExtensionConfig>,
 }
 
@@ -43,6 +46,7 @@ impl Default for NodeConfig {
             cordon: false,
             retries: 5,
             retry_backoff: 10,
+            components: Vec::new(),
             extensions: BTreeMap::new(),
         }
     }
@@ -71,6 +75,7 @@ struct Fragment {
     cordon: Option<bool>,
     retries: Option<u32>,
     retry_backoff: Option<u64>,
+    components: Option<Vec<String>>,
     #[serde(default)]
     extensions: BTreeMap<String, ExtensionConfig>,
 }
@@ -118,6 +123,9 @@ impl NodeConfig {
         self.cordon = fragment.cordon.unwrap_or(self.cordon);
         self.retries = fragment.retries.unwrap_or(self.retries);
         self.retry_backoff = fragment.retry_backoff.unwrap_or(self.retry_backoff);
+        if let Some(components) = fragment.components {
+            self.components = components;
+        }
         for (name, ext) in fragment.extensions {
             let entry = self.extensions.entry(name).or_default();
             if ext.follow.is_some() {

@@ -66,6 +66,53 @@ pub struct Event {
     pub message: String,
 }
 
+/// A component as `node bootstrap` installed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentRecord {
+    /// The full version (`v1.32.1~2`).
+    pub version: String,
+    /// The release it was installed for.
+    pub release: String,
+    /// Its place in that release (uninstalls run in reverse).
+    pub position: usize,
+    pub installed_at: String,
+    /// Its uninstall steps, rendered when it was installed.
+    #[serde(default)]
+    pub uninstall: Vec<crate::components::render::Action>,
+    /// What its scripts printed.
+    #[serde(default)]
+    pub scripts: Vec<ScriptRun>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptRun {
+    pub run: String,
+    pub exit: i32,
+    /// stdout and stderr, at most 16 KiB (the end is kept).
+    pub output: String,
+    pub at: String,
+}
+
+/// Why the last bootstrap stopped (cleared when one completes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub component: String,
+    pub version: String,
+    pub message: String,
+    /// A failed script's output.
+    #[serde(default)]
+    pub output: Option<String>,
+    pub at: String,
+}
+
+/// The release a bootstrap completed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRecord {
+    pub version: String,
+    pub role: String,
+    pub completed_at: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Records {
     pub schema: u32,
@@ -73,11 +120,30 @@ pub struct Records {
     pub extensions: BTreeMap<String, ExtensionRecord>,
     #[serde(default)]
     pub history: Vec<Event>,
+    /// Components installed by `node bootstrap`, recorded as each completes.
+    #[serde(default)]
+    pub components: BTreeMap<String, ComponentRecord>,
+    /// Services a bootstrap still has to restart (kept across a failed run).
+    #[serde(default)]
+    pub pending_restarts: Vec<String>,
+    /// The release the last complete bootstrap installed.
+    #[serde(default)]
+    pub release: Option<ReleaseRecord>,
+    #[serde(default)]
+    pub failure: Option<Failure>,
 }
 
 impl Default for Records {
     fn default() -> Self {
-        Self { schema: 1, extensions: BTreeMap::new(), history: Vec::new() }
+        Self {
+            schema: 1,
+            extensions: BTreeMap::new(),
+            history: Vec::new(),
+            components: BTreeMap::new(),
+            pending_restarts: Vec::new(),
+            release: None,
+            failure: None,
+        }
     }
 }
 

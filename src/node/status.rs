@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::config::NodeConfig;
 use super::observe::{self, Host, on_disk};
-use super::records::{LastResult, Outcome, Records};
+use super::records::{Failure, LastResult, Outcome, Records, ReleaseRecord};
 use super::refresh::{self, Report, Timing};
 use super::systemd::Systemd;
 use super::{lock, sysext};
@@ -41,9 +41,51 @@ pub struct ExtensionStatus {
     pub units: Vec<UnitStatus>,
 }
 
-/// The state of every extension linked or recorded.
-pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<Vec<ExtensionStatus>> {
+/// One component `node bootstrap` installed.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentStatus {
+    pub component: String,
+    pub version: String,
+    pub release: String,
+    pub installed_at: String,
+}
+
+/// The node: its extensions and its components.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    pub extensions: Vec<ExtensionStatus>,
+    /// The release the last complete bootstrap installed.
+    pub release: Option<ReleaseRecord>,
+    pub components: Vec<ComponentStatus>,
+    /// Why the last bootstrap stopped, when it did.
+    pub bootstrap_failure: Option<Failure>,
+    pub pending_restarts: Vec<String>,
+}
+
+/// The state of every extension linked or recorded, and of the components.
+pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<NodeStatus> {
     let records = Records::load(root)?;
+    let mut components: Vec<ComponentStatus> = records
+        .components
+        .iter()
+        .map(|(name, c)| ComponentStatus {
+            component: name.clone(),
+            version: c.version.clone(),
+            release: c.release.clone(),
+            installed_at: c.installed_at.clone(),
+        })
+        .collect();
+    components.sort_by_key(|c| records.components[&c.component].position);
+    Ok(NodeStatus {
+        extensions: extensions(root, &records, systemd).await?,
+        release: records.release.clone(),
+        components,
+        bootstrap_failure: records.failure.clone(),
+        pending_restarts: records.pending_restarts.clone(),
+    })
+}
+
+async fn extensions<S: Systemd>(root: &Path, records: &Records, systemd: Option<&S>) -> Result<Vec<ExtensionStatus>> {
     let host = Host::read(root)?;
     let linked = observe::linked(root)?;
     let merged = sysext::merged(root);
@@ -94,9 +136,9 @@ pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<Vec<
 }
 
 /// Human-readable status.
-pub fn render(statuses: &[ExtensionStatus]) -> String {
+pub fn render(status: &NodeStatus) -> String {
     let mut out = String::new();
-    for s in statuses {
+    for s in &status.extensions {
         let dash = || "-".to_string();
         out.push_str(&format!(
             "{}: linked {} ({}), {}, recorded {}, last good {}\n",
@@ -116,6 +158,21 @@ pub fn render(statuses: &[ExtensionStatus]) -> String {
         for unit in &s.units {
             out.push_str(&format!("  {}: {}\n", unit.unit, unit.state));
         }
+    }
+    if let Some(release) = &status.release {
+        out.push_str(&format!("release {} ({}), completed {}\n", release.version, release.role, release.completed_at));
+    }
+    for c in &status.components {
+        out.push_str(&format!("component {} {} (release {}, {})\n", c.component, c.version, c.release, c.installed_at));
+    }
+    if let Some(failure) = &status.bootstrap_failure {
+        out.push_str(&format!(
+            "last bootstrap failed at {} {} ({}): {}\n",
+            failure.component, failure.version, failure.at, failure.message
+        ));
+    }
+    if !status.pending_restarts.is_empty() {
+        out.push_str(&format!("restarts pending: {}\n", status.pending_restarts.join(", ")));
     }
     out
 }
