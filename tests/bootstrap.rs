@@ -265,6 +265,25 @@ fn bad_metadata_and_templates_fail_naming_the_key_and_change_nothing() {
 }
 
 #[test]
+fn metadata_comes_from_a_url_with_overrides() {
+    let root = Root::new();
+    let server = Server::start();
+    server.put("/meta/node.yaml", "greeting: howdy\nnode:\n  name: from-url\n");
+    let repo = root.components();
+    let repo = repo.to_str().unwrap();
+    // plain http to a loopback (or link-local) metadata service is allowed as it is
+    let url = format!("{}/meta/node.yaml", server.url());
+    let set = ["--", "--release", "r1", "--components", repo, "--metadata-url", &url, "--set", "node.name=override"];
+    root.bootstrap(&set).expect_code(0);
+    assert_eq!(root.read("/etc/greeter/greeting"), "howdy, \"override\" from r1 (r1~1, revision 1)\n");
+    assert_eq!(server.hits("/meta/node.yaml"), 1);
+    // elsewhere only https, or through a mirror
+    let plain = ["--", "--release", "r1", "--components", repo, "--metadata-url", "http://metadata.example/node.yaml"];
+    let refused = root.bootstrap(&plain).expect_code(2);
+    assert!(refused.stderr.contains("refusing plain http URL http://metadata.example/node.yaml"), "{refused:?}");
+}
+
+#[test]
 fn repositories_over_http_and_in_zips_are_verified_and_cannot_escape() {
     let root = Root::new();
     let server = Server::start();
