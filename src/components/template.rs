@@ -6,10 +6,11 @@
 
 use base64::Engine;
 use minijinja::value::{Value, ValueKind};
-use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+use minijinja::{Environment, Error, ErrorKind};
 use serde::Serialize;
 
 use crate::error::bad_input;
+use crate::pipeline::render::{describe, strict_environment};
 
 pub struct Templates {
     env: Environment<'static>,
@@ -17,11 +18,7 @@ pub struct Templates {
 
 impl Default for Templates {
     fn default() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build();
-        env.set_syntax(syntax.expect("the default delimiters are valid"));
+        let mut env = strict_environment();
         env.add_filter("quote", quote);
         env.add_filter("indent", indent);
         env.add_filter("nindent", nindent);
@@ -38,11 +35,9 @@ impl Default for Templates {
 impl Templates {
     /// Renders `source`; `name` identifies it in errors (`kubelet-config/config.yaml`).
     pub fn render<C: Serialize>(&self, name: &str, source: &str, context: &C) -> anyhow::Result<String> {
-        self.env.render_named_str(name, source, Value::from(minijinja::value::Serde(context))).map_err(|e| {
-            let line = e.line().map(|l| format!(":{l}")).unwrap_or_default();
-            let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-            bad_input(format!("{name}{line}: {}{detail}", e.kind()))
-        })
+        self.env
+            .render_named_str(name, source, Value::from(minijinja::value::Serde(context)))
+            .map_err(|e| bad_input(describe(name, &e)))
     }
 }
 

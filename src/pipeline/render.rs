@@ -11,14 +11,19 @@ pub struct Renderer {
     env: Environment<'static>,
 }
 
+/// Strict (an undefined name is an error), no escaping, trailing newlines kept.
+pub fn strict_environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build();
+    env.set_syntax(syntax.expect("the default delimiters are valid"));
+    env
+}
+
 impl Default for Renderer {
     fn default() -> Self {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
-        let syntax = minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build();
-        env.set_syntax(syntax.expect("the default delimiters are valid"));
-        Self { env }
+        Self { env: strict_environment() }
     }
 }
 
@@ -32,7 +37,7 @@ impl Renderer {
 }
 
 /// One line naming the template, the line and what went wrong.
-fn describe(name: &str, error: &minijinja::Error) -> String {
+pub fn describe(name: &str, error: &minijinja::Error) -> String {
     let line = error.line().map(|l| format!(":{l}")).unwrap_or_default();
     let detail = error.detail().map(|d| format!(": {d}")).unwrap_or_default();
     format!("{name}{line}: {}{detail}", error.kind())
