@@ -496,6 +496,9 @@ fn bootstrap_on_a_real_systemd_changes_only_what_changed() {
         "/opt/extensions/demo/demo-v1.0.0-x86-64.raw"
     );
     assert_eq!(node.read("/run/demo.version").trim(), "v1.0.0");
+    let records: Value = serde_json::from_str(&node.read("/var/lib/bakery/versions.json")).unwrap();
+    assert_eq!(records["extensions"]["demo"]["active"]["version"], "v1.0.0", "the refresh's records are kept");
+    assert_eq!(records["components"]["demo-ext"]["version"], "v1.0.0");
     assert!(node.run(&["test", "-e", "/etc/systemd/system/greeter.service"]).code != 0, "r4 removed greeter");
     assert_eq!(node.run(&["systemctl", "is-active", "greeter.service"]).stdout.trim(), "inactive");
 }

@@ -53,54 +53,50 @@ pub struct Done {
 /// Runs `plan`; returns what each component did.
 pub async fn apply<S: Systemd>(node: &Node<'_, S>, plan: &Plan) -> Result<Vec<Done>> {
     let _lock = crate::node::lock::acquire_file(node.root, LOCK)?;
-    let mut records = Records::load(node.root)?;
+    let root = node.root;
     let mut reload = false;
     let mut done = Vec::new();
     for planned in plan.components.iter().filter(|c| c.runs()) {
         let mut steps = Vec::new();
         let mut scripts = Vec::new();
         for action in &planned.actions {
-            let line = execute(node, &records, action, &mut reload, &mut scripts)
+            let line = execute(node, action, &mut reload, &mut scripts)
                 .await
                 .with_context(|| format!("{} {}: {}", planned.name, planned.version, action.describe()));
             // the failure (with a failed script's output) is recorded; the component is not
             if let Err(e) = line {
-                records.failure = Some(Failure {
+                let failure = Failure {
                     component: planned.name.clone(),
                     version: planned.version.clone(),
                     message: crate::error::describe(&e),
                     output: scripts.last().filter(|r| r.exit != 0).map(|r| r.output.clone()),
                     at: time::now_rfc3339(),
-                });
-                records.save(node.root)?;
+                };
+                edit(root, |records| records.failure = Some(failure))?;
                 return Err(e);
             }
             steps.push(line?);
         }
-        for unit in planned.actions.iter().filter_map(Action::restarts) {
-            if !records.pending_restarts.iter().any(|u| u == unit) {
-                records.pending_restarts.push(unit.to_string());
+        edit(root, |records| {
+            for unit in planned.actions.iter().filter_map(Action::restarts) {
+                if !records.pending_restarts.iter().any(|u| u == unit) {
+                    records.pending_restarts.push(unit.to_string());
+                }
             }
-        }
-        match planned.change {
-            Change::Remove => {
+            if planned.change == Change::Remove {
                 records.components.remove(&planned.name);
+            } else {
+                let record = ComponentRecord {
+                    version: planned.version.clone(),
+                    release: plan.release.clone(),
+                    position: planned.position,
+                    installed_at: time::now_rfc3339(),
+                    uninstall: planned.uninstall.clone(),
+                    scripts,
+                };
+                records.components.insert(planned.name.clone(), record);
             }
-            _ => {
-                records.components.insert(
-                    planned.name.clone(),
-                    ComponentRecord {
-                        version: planned.version.clone(),
-                        release: plan.release.clone(),
-                        position: planned.position,
-                        installed_at: time::now_rfc3339(),
-                        uninstall: planned.uninstall.clone(),
-                        scripts,
-                    },
-                );
-            }
-        }
-        records.save(node.root)?;
+        })?;
         tracing::info!("{} {}: {}", planned.name, planned.version, change_word(&planned.change));
         done.push(Done { component: planned.name.clone(), version: planned.version.clone(), steps });
     }
@@ -115,22 +111,30 @@ pub async fn apply<S: Systemd>(node: &Node<'_, S>, plan: &Plan) -> Result<Vec<Do
                 if result != "done" {
                     bail!("restarting {unit}: its job ended {result:?} (see journalctl -u {unit})");
                 }
-                records.pending_restarts.retain(|u| u != unit);
-                records.save(node.root)?;
+                edit(root, |records| records.pending_restarts.retain(|u| u != unit))?;
             }
         } else {
             tracing::info!("not restarting {} under --root", plan.restarts.join(", "));
-            records.pending_restarts.clear();
+            edit(root, |records| records.pending_restarts.clear())?;
         }
     }
-    records.failure = None;
-    records.release = Some(ReleaseRecord {
-        version: plan.release.clone(),
-        role: plan.role.clone(),
-        completed_at: time::now_rfc3339(),
-    });
-    records.save(node.root)?;
-    Ok(done)
+    edit(root, |records| {
+        records.failure = None;
+        records.release = Some(ReleaseRecord {
+            version: plan.release.clone(),
+            role: plan.role.clone(),
+            completed_at: time::now_rfc3339(),
+        });
+    })
+    .map(|()| done)
+}
+
+/// Reads the records afresh, changes them and writes them back: an `extension` step's refresh
+/// writes them too, so a copy held across steps would undo its work.
+fn edit(root: &Path, change: impl FnOnce(&mut Records)) -> Result<()> {
+    let mut records = Records::load(root)?;
+    change(&mut records);
+    records.save(root)
 }
 
 fn change_word(change: &Change) -> String {
@@ -155,7 +159,6 @@ fn unit_path(path: &str) -> bool {
 
 async fn execute<S: Systemd>(
     node: &Node<'_, S>,
-    records: &Records,
     action: &Action,
     reload: &mut bool,
     scripts: &mut Vec<ScriptRun>,
@@ -212,7 +215,7 @@ async fn execute<S: Systemd>(
                 format!("linked {path} -> {target}")
             }
         }
-        Action::Extension { name, version } => extension(node, records, name, version).await?,
+        Action::Extension { name, version } => extension(node, name, version).await?,
         Action::Service { name, enabled, state } => {
             let mut said = Vec::new();
             match node.systemd {
@@ -282,7 +285,8 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 }
 
 /// Stages, links and refreshes an extension, unless that version is already active.
-async fn extension<S: Systemd>(node: &Node<'_, S>, records: &Records, name: &str, version: &str) -> Result<String> {
+async fn extension<S: Systemd>(node: &Node<'_, S>, name: &str, version: &str) -> Result<String> {
+    let records = Records::load(node.root)?;
     let active = records.extensions.get(name).and_then(|r| r.active.as_ref());
     let link = on_disk(node.root, &format!("etc/extensions/{name}.raw"));
     if active.is_some_and(|a| crate::cluster::contract::same_version(&a.version, version)) && link.exists() {
