@@ -129,7 +129,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_
 complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images), changing only what changed'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images) where they changed'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and not __fish_seen_subcommand_from update refresh status rollback watch bootstrap help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l root -d 'The node\'s root directory; other than / (a mounted image, a test root) systemd is left alone' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from update" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
@@ -207,7 +207,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images), changing only what changed'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images) where they changed'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l root -d 'The host\'s root directory' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
@@ -251,4 +251,4 @@ complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images), changing only what changed'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images) where they changed'

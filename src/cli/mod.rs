@@ -159,12 +159,24 @@ mod tests {
 
     #[test]
     fn help_fits_80_columns() {
-        for sub in ["create", "inspect", "list", "release", "butane", "node", "doctor", "completions", "manpage"] {
-            let err = Cli::command().term_width(80).try_get_matches_from(["bakery", sub, "--help"]).unwrap_err();
+        let command = Cli::command();
+        let mut paths: Vec<Vec<String>> = vec![vec![]];
+        for sub in command.get_subcommands() {
+            paths.push(vec![sub.get_name().to_string()]);
+            for nested in sub.get_subcommands() {
+                paths.push(vec![sub.get_name().to_string(), nested.get_name().to_string()]);
+            }
+        }
+        assert!(paths.len() > 15, "{paths:?}");
+        for path in paths {
+            let mut args = vec!["bakery".to_string()];
+            args.extend(path.iter().cloned());
+            args.push("--help".into());
+            let err = Cli::command().term_width(80).try_get_matches_from(&args).unwrap_err();
             let help = err.render().to_string();
             assert!(help.contains("Usage:"), "{help}");
             for line in help.lines() {
-                assert!(line.chars().count() <= 80, "{sub}: {line:?}");
+                assert!(line.chars().count() <= 80, "{path:?}: {line:?}");
             }
         }
     }

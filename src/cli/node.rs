@@ -50,7 +50,7 @@ pub enum NodeCommand {
     },
     /// Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back
     Watch(WatchArgs),
-    /// Install a release's components (files, services, scripts, images), changing only what changed
+    /// Install a release's components (files, services, scripts, images) where they changed
     Bootstrap(BootstrapArgs),
 }
 
