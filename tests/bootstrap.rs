@@ -457,9 +457,11 @@ fn bootstrap_on_a_real_systemd_changes_only_what_changed() {
     // The same release again: no writes, no restarts.
     let (greeter, bystander, greeting) =
         (started("greeter.service"), started("bystander.service"), mtime("/etc/greeter/greeting"));
+    let recorded = mtime("/var/lib/bakery/versions.json");
     let again = bootstrap("r1").expect_code(0);
     assert!(again.stdout.contains("nothing to do"), "{again:?}");
     assert_eq!((started("greeter.service"), mtime("/etc/greeter/greeting")), (greeter.clone(), greeting.clone()));
+    assert_eq!(mtime("/var/lib/bakery/versions.json"), recorded, "not even the records are written");
 
     // r2 changes greeter-config (restarting greeter) and drops extra (its uninstall runs).
     bootstrap("r2").expect_code(0);

@@ -54,6 +54,11 @@ pub struct Done {
 pub async fn apply<S: Systemd>(node: &Node<'_, S>, plan: &Plan) -> Result<Vec<Done>> {
     let _lock = crate::node::lock::acquire_file(node.root, LOCK)?;
     let root = node.root;
+    let current = Records::load(root)?;
+    let recorded = current.release.as_ref().is_some_and(|r| r.version == plan.release && r.role == plan.role);
+    if plan.is_empty() && recorded && current.failure.is_none() {
+        return Ok(Vec::new()); // nothing to change, nothing to write
+    }
     let mut reload = false;
     let mut done = Vec::new();
     for planned in plan.components.iter().filter(|c| c.runs()) {
@@ -100,11 +105,12 @@ pub async fn apply<S: Systemd>(node: &Node<'_, S>, plan: &Plan) -> Result<Vec<Do
         tracing::info!("{} {}: {}", planned.name, planned.version, change_word(&planned.change));
         done.push(Done { component: planned.name.clone(), version: planned.version.clone(), steps });
     }
+    // unit files written or removed since the last service step
+    if let (Some(systemd), true) = (node.systemd, reload) {
+        systemd.reload().await?;
+    }
     if !plan.restarts.is_empty() {
         if let Some(systemd) = node.systemd {
-            if reload {
-                systemd.reload().await?;
-            }
             for unit in &plan.restarts {
                 tracing::info!("restarting {unit}");
                 let result = systemd.restart(unit).await?;
