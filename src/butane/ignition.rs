@@ -94,15 +94,17 @@ pub fn data_url(contents: &str) -> String {
 /// The Ignition config as pretty JSON.
 pub fn to_ignition(config: &NodeConfig) -> String {
     let mut files = Vec::new();
+    // a file Ignition downloads and checks against its sha256
+    let downloaded = |path: &str, mode: u32, url: &str, sha256: &str| File {
+        path: path.to_string(),
+        mode,
+        contents: Contents {
+            source: url.to_string(),
+            verification: Some(Verification { hash: format!("sha256-{sha256}") }),
+        },
+    };
     for e in &config.extensions {
-        files.push(File {
-            path: e.path.clone(),
-            mode: 0o644,
-            contents: Contents {
-                source: e.url.clone(),
-                verification: Some(Verification { hash: format!("sha256-{}", e.sha256) }),
-            },
-        });
+        files.push(downloaded(&e.path, 0o644, &e.url, &e.sha256));
         files.push(File {
             path: e.transfer.path.clone(),
             mode: 0o644,
@@ -110,14 +112,7 @@ pub fn to_ignition(config: &NodeConfig) -> String {
         });
     }
     if let Some(bakery) = &config.bakery {
-        files.push(File {
-            path: bakery.path.clone(),
-            mode: bakery.mode,
-            contents: Contents {
-                source: bakery.url.clone(),
-                verification: Some(Verification { hash: format!("sha256-{}", bakery.sha256) }),
-            },
-        });
+        files.push(downloaded(&bakery.path, bakery.mode, &bakery.url, &bakery.sha256));
     }
     files.push(File {
         path: config.noop.path.clone(),
