@@ -19,7 +19,6 @@ use super::render::Action;
 use crate::model::Mirrors;
 use crate::node::config::NodeConfig;
 use crate::node::records::{ComponentRecord, Failure, Outcome, Records, ReleaseRecord, ScriptRun};
-use crate::node::refresh::{self, Timing};
 use crate::node::systemd::Systemd;
 use crate::node::update;
 use crate::pipeline::http::Http;
@@ -299,8 +298,7 @@ async fn extension<S: Systemd>(node: &Node<'_, S>, name: &str, version: &str) ->
         return Ok(format!("{name} {version} already active"));
     }
     let prepared = update::stage_exact(node.root, node.config, node.http, node.mirrors, name, version).await?;
-    replace_symlink(&prepared.link, &prepared.image)?;
-    let report = refresh::refresh(node.root, node.config, node.systemd, Timing::from_config(node.config)).await?;
+    let report = prepared.activate(node.root, node.config, node.systemd).await?;
     let line = report.lines.iter().find(|l| l.extension == name).ok_or_else(|| anyhow!("{name} is not linked"))?;
     match line.outcome {
         Outcome::Activated | Outcome::Unchanged => Ok(format!("{name} {version} active")),

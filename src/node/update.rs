@@ -10,12 +10,14 @@ use serde::Serialize;
 use super::config::NodeConfig;
 use super::observe::Host;
 use super::records::Records;
+use super::refresh::{self, Timing};
+use super::systemd::Systemd;
 use crate::model::Mirrors;
 use crate::pipeline::http::Http;
 use crate::pipeline::versions::looks_prerelease_any;
 use crate::sysupdate::pattern::{extension_pattern, minor_prefix};
 use crate::sysupdate::transfer::{self, Transfer, TransferSpec};
-use crate::sysupdate::update::{self as sysupdate, KEYRING, Node, Policy};
+use crate::sysupdate::update::{self as sysupdate, KEYRING, Node, Policy, replace_symlink};
 
 /// One transfer found on the node.
 #[derive(Clone, Debug)]
@@ -115,6 +117,20 @@ pub struct Prepared {
     /// The link to point at it, on disk (under the root).
     pub link: PathBuf,
     pub downloaded: bool,
+}
+
+impl Prepared {
+    /// Points the link at the staged image and refreshes: validate, merge, restart, health
+    /// window, rollback, records.
+    pub async fn activate<S: Systemd>(
+        &self,
+        root: &Path,
+        config: &NodeConfig,
+        systemd: Option<&S>,
+    ) -> Result<refresh::Report> {
+        replace_symlink(&self.link, &self.image)?;
+        refresh::refresh(root, config, systemd, Timing::from_config(config)).await
+    }
 }
 
 /// The release did not (yet) offer the wanted version: worth retrying, as releases are published

@@ -23,15 +23,13 @@ use self::agent::{Memory, Next, Retry};
 use self::metrics::Metrics;
 use super::config::NodeConfig;
 use super::records::{Outcome, Records};
-use super::refresh::{self, Timing};
 use super::systemd::Systemd;
-use super::update::{self, Prepared};
+use super::update;
 use crate::cluster::api::{EventKind, NodeApi, annotations};
 use crate::cluster::contract::{self, CORDONED, Report, State, Targets};
 use crate::error::describe;
 use crate::model::Mirrors;
 use crate::pipeline::http::Http;
-use crate::sysupdate::update::replace_symlink;
 
 /// How often the records are read again without a Node change (a manual refresh shows up).
 const RESYNC: Duration = Duration::from_secs(60);
@@ -221,7 +219,7 @@ impl<S: Systemd> Agent<'_, S> {
 
         *state = self.enter(*state, State::Activating)?;
         self.report_now(&targets, *state, format!("activating {ext} {version}")).await;
-        let result = self.activate(&prepared).await;
+        let result = prepared.activate(self.root, self.config, self.systemd).await;
         self.metrics.refreshed();
         let report = match result {
             Ok(report) => report,
@@ -252,13 +250,6 @@ impl<S: Systemd> Agent<'_, S> {
             }
         }
         Ok(Step::Continue)
-    }
-
-    /// Points the link at the staged image and refreshes (validate, merge, restart, health,
-    /// rollback, records).
-    async fn activate(&self, prepared: &Prepared) -> Result<refresh::Report> {
-        replace_symlink(&prepared.link, &prepared.image)?;
-        refresh::refresh(self.root, self.config, self.systemd, Timing::from_config(self.config)).await
     }
 
     /// A failed attempt: bad input gives up at once, anything else is retried with backoff
