@@ -59,7 +59,7 @@ impl Config {
         };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading config {}", path.display()))
-            .map_err(|e| bad_input(format!("{e:#}")))?;
+            .map_err(|e| bad_input(crate::error::describe(&e)))?;
         let mut file = parse(&text).map_err(|e| bad_input(format!("{}:{e}", path.display())))?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let relative = |p: &mut PathBuf| {

@@ -50,7 +50,7 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
                     description: recipe.description,
                     origin: source.origin.to_string(),
                 }),
-                Err(e) => broken.push(format!("{e:#}")),
+                Err(e) => broken.push(crate::error::describe(&e)),
             }
         }
         print!("{}", if args.json { json(&known)? } else { table(&known) });

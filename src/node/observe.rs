@@ -110,7 +110,7 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
     if !image.exists() {
         return Err(format!("{} does not exist", image.display()));
     }
-    let inspection = inspect::inspect(image).map_err(|e| format!("{e:#}"))?;
+    let inspection = inspect::inspect(image).map_err(|e| crate::error::describe(&e))?;
     let errors: Vec<String> = validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
     if !errors.is_empty() {
         return Err(errors.join("; "));

@@ -89,9 +89,10 @@ async fn explain_missing(
         Ok(releases) if !releases.iter().any(|r| r.version == resolved.version.as_str()) => {
             let near = versions::near(&releases, resolved.version.as_str());
             bad_input(format!(
-                "{name} {} does not exist upstream; nearest versions: {} ({error:#})",
+                "{name} {} does not exist upstream; nearest versions: {} ({})",
                 resolved.version,
-                near.join(", ")
+                near.join(", "),
+                crate::error::describe(&error)
             ))
         }
         _ => error,

@@ -100,7 +100,7 @@ impl Catalog {
     pub fn add_dir(&mut self, dir: &Path) -> Result<()> {
         let entries = std::fs::read_dir(dir)
             .with_context(|| format!("reading extensions directory {}", dir.display()))
-            .map_err(|e| bad_input(format!("{e:#}")))?;
+            .map_err(|e| bad_input(crate::error::describe(&e)))?;
         let mut folders: Vec<PathBuf> =
             entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join(RECIPE_FILE).is_file()).collect();
         folders.sort();

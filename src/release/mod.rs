@@ -158,7 +158,7 @@ fn raw_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// A valid, versioned image, or why it is not one.
 fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, String> {
-    let inspection = inspect::inspect(path).map_err(|e| format!("{e:#}"))?;
+    let inspection = inspect::inspect(path).map_err(|e| crate::error::describe(&e))?;
     let errors: Vec<String> = validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
     if !errors.is_empty() {
         return Err(errors.join("; "));
@@ -172,7 +172,7 @@ fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, Strin
             identity.version
         ));
     }
-    let (sha256, size) = publish::hash_file(path).map_err(|e| format!("{e:#}"))?;
+    let (sha256, size) = publish::hash_file(path).map_err(|e| crate::error::describe(&e))?;
     Ok(IndexedImage {
         file: file.to_string(),
         extension: identity.extension,
