@@ -6,9 +6,9 @@ mod support;
 
 use std::path::PathBuf;
 
-use support::container::{Bind, Container};
+use support::container::{Bind, Container, Systemd};
 use support::demo::Demo;
-use support::{Run, root_or_skip};
+use support::Run;
 
 /// The host side: the demo extension's recipe, upstream and images.
 struct Host {
@@ -28,9 +28,9 @@ impl Host {
         Host { demo: Demo::new() }
     }
 
-    fn boot(&self) -> Node {
+    fn boot(&self, systemd: Systemd) -> Node {
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-        let container = Container::boot(&[
+        let container = Container::boot_on(systemd, &[
             Bind {
                 host: exe.parent().unwrap().to_path_buf(),
                 container: exe.parent().unwrap().display().to_string(),
@@ -78,16 +78,12 @@ impl Node {
     }
 }
 
-#[test]
-fn refresh_activates_upgrades_and_rolls_back_a_failing_version() {
-    if !root_or_skip("refresh_activates_upgrades_and_rolls_back_a_failing_version") {
-        return;
-    }
+fn refresh_activates_upgrades_and_rolls_back_a_failing_version(systemd: Systemd) {
     let host = Host::new();
     let v1 = host.build("v1.0.0", "x86-64", false);
     let v2 = host.build("v2.0.0", "x86-64", false);
     let v3 = host.build("v3.0.0", "x86-64", true);
-    let node = host.boot();
+    let node = host.boot(systemd);
 
     node.stage_and_link(&v1);
     let first = node.bakery(&["node", "refresh"]).expect_code(0);
@@ -134,15 +130,11 @@ fn refresh_activates_upgrades_and_rolls_back_a_failing_version() {
     assert_eq!(node.records()["extensions"]["demo"]["active"]["version"], "v1.0.0");
 }
 
-#[test]
-fn invalid_images_are_refused_and_the_merged_state_is_untouched() {
-    if !root_or_skip("invalid_images_are_refused_and_the_merged_state_is_untouched") {
-        return;
-    }
+fn invalid_images_are_refused_and_the_merged_state_is_untouched(systemd: Systemd) {
     let host = Host::new();
     let good = host.build("v1.0.0", "x86-64", false);
     let foreign = host.build("v2.0.0", "arm64", false);
-    let node = host.boot();
+    let node = host.boot(systemd);
     node.stage_and_link(&good);
     node.bakery(&["node", "refresh"]).expect_code(0);
 
@@ -163,18 +155,14 @@ fn invalid_images_are_refused_and_the_merged_state_is_untouched() {
     assert_eq!(node.records()["extensions"]["junk"]["last_result"]["outcome"], "refused");
 }
 
-#[test]
-fn node_update_stages_the_newest_match_from_a_served_release() {
-    if !root_or_skip("node_update_stages_the_newest_match_from_a_served_release") {
-        return;
-    }
+fn node_update_stages_the_newest_match_from_a_served_release(systemd: Systemd) {
     let host = Host::new();
     for version in ["v1.0.0", "v1.0.1", "v1.1.0"] {
         host.build(version, "x86-64", false);
     }
     host.build("v1.0.2", "arm64", false);
     host.release();
-    let node = host.boot();
+    let node = host.boot(systemd);
     // the minor-pinned transfer bakery butane installs, with the node following v1.0 patches
     let transfer = std::fs::read(host.shared().join("demo-v1.0.conf")).unwrap();
     node.container.write("/etc/sysupdate.demo.d/demo.conf", &transfer);
@@ -188,15 +176,11 @@ fn node_update_stages_the_newest_match_from_a_served_release() {
     assert!(again.stdout.contains("is already staged"), "{again:?}");
 }
 
-#[test]
-fn a_refresh_killed_part_way_converges_on_the_next_run() {
-    if !root_or_skip("a_refresh_killed_part_way_converges_on_the_next_run") {
-        return;
-    }
+fn a_refresh_killed_part_way_converges_on_the_next_run(systemd: Systemd) {
     let host = Host::new();
     let v1 = host.build("v1.0.0", "x86-64", false);
     let v2 = host.build("v2.0.0", "x86-64", false);
-    let node = host.boot();
+    let node = host.boot(systemd);
     node.stage_and_link(&v1);
     node.bakery(&["node", "refresh"]).expect_code(0);
     node.stage_and_link(&v2);
@@ -235,15 +219,11 @@ fn a_refresh_killed_part_way_converges_on_the_next_run() {
     assert_eq!(node.records()["extensions"]["demo"]["active"]["version"], "v2.0.0");
 }
 
-#[test]
-fn doctor_checks_the_node_and_names_a_fix_for_what_fails() {
-    if !root_or_skip("doctor_checks_the_node_and_names_a_fix_for_what_fails") {
-        return;
-    }
+fn doctor_checks_the_node_and_names_a_fix_for_what_fails(systemd: Systemd) {
     let host = Host::new();
     host.build("v1.0.0", "x86-64", false);
     host.release();
-    let node = host.boot();
+    let node = host.boot(systemd);
     node.container.write("/etc/sysupdate.demo.d/demo.conf", &std::fs::read(host.shared().join("demo.conf")).unwrap());
     let mirror = host.release_mirror();
 
@@ -258,7 +238,11 @@ fn doctor_checks_the_node_and_names_a_fix_for_what_fails() {
             .map(|c| c["status"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(status("systemd"), ["warn"], "systemd 252 lacks sysupdate and newer features: {checks}");
+    let expected = match systemd {
+        Systemd::V252 => "warn", // no systemd-sysupdate, varlink or .transfer files
+        Systemd::V257 => "ok",
+    };
+    assert_eq!(status("systemd"), [expected], "{checks}");
     assert_eq!(status("kernel"), ["ok"]);
     assert_eq!(status("extensions"), ["ok"]);
     assert_eq!(status("dbus"), ["ok"], "{checks}");
@@ -281,3 +265,11 @@ fn doctor_checks_the_node_and_names_a_fix_for_what_fails() {
     );
     assert!(sick.stderr.contains("failed checks: release"), "{sick:?}");
 }
+
+on_both_systemds!(
+    refresh_activates_upgrades_and_rolls_back_a_failing_version,
+    invalid_images_are_refused_and_the_merged_state_is_untouched,
+    node_update_stages_the_newest_match_from_a_served_release,
+    a_refresh_killed_part_way_converges_on_the_next_run,
+    doctor_checks_the_node_and_names_a_fix_for_what_fails,
+);

@@ -1,7 +1,10 @@
-//! A real systemd node in a container: the host's own systemd booted by systemd-nspawn on a
-//! volatile root (the host's /usr, tmpfs everywhere else), in a mount namespace private to the
-//! test, with its own cgroup, loop devices for systemd-sysext, and the host's network (so
-//! 127.0.0.1 reaches the test's servers). Boots in well under a second.
+//! A real systemd node in a container, on either of two systemd versions: the host's own
+//! systemd 252 (Debian 12) booted by systemd-nspawn on a volatile root (the host's /usr, tmpfs
+//! everywhere else), or systemd 257 from a Debian trixie root that `scripts/test` builds with
+//! debootstrap and caches (`BAKERY_TEST_TRIXIE_ROOT`), booted with `--volatile=overlay` so the
+//! cached root stays untouched. Either runs in a mount namespace private to the test, with its
+//! own cgroup, loop devices for systemd-sysext, and the host's network (so 127.0.0.1 reaches the
+//! test's servers). Boots in well under a second (252) or about two seconds (257).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,63 @@ pub struct Bind {
     pub writable: bool,
 }
 
+/// The systemd a test node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Systemd {
+    /// The host's: Debian 12, no systemd-sysupdate, no varlink sysext.
+    V252,
+    /// Debian trixie's: the real systemd-sysupdate, varlink io.systemd.sysext, `.transfer` files.
+    V257,
+}
+
+/// Where `scripts/test` (and so CI) puts the cached trixie root.
+pub const TRIXIE_ROOT_VAR: &str = "BAKERY_TEST_TRIXIE_ROOT";
+
+impl Systemd {
+    pub const BOTH: [Systemd; 2] = [Systemd::V252, Systemd::V257];
+
+    /// The directory to boot: `/` for the host, the trixie root for 257.
+    fn directory(self) -> Result<PathBuf, String> {
+        match self {
+            Systemd::V252 => Ok(PathBuf::from("/")),
+            Systemd::V257 => {
+                let root = std::env::var_os(TRIXIE_ROOT_VAR).map(PathBuf::from).ok_or_else(|| {
+                    format!("{TRIXIE_ROOT_VAR} is not set (scripts/test builds the Debian trixie root and sets it)")
+                })?;
+                if !root.join("usr/lib/systemd/systemd-sysupdate").exists() {
+                    return Err(format!("{} is not a Debian trixie root with systemd-sysupdate", root.display()));
+                }
+                Ok(root)
+            }
+        }
+    }
+
+    /// Whether a node on this systemd can be booted here: root, and (for 257) the trixie root.
+    /// Elsewhere it prints why the test skips; in CI (`CI` set) a skip is a failure.
+    pub fn available(self, test: &str) -> bool {
+        if !super::root_or_skip(test) {
+            return false;
+        }
+        match self.directory() {
+            Ok(_) => true,
+            Err(why) => {
+                assert!(std::env::var_os("CI").is_none(), "{test} cannot run in CI: {why}");
+                eprintln!("skipping {test} on systemd {}: {why}", self.number());
+                false
+            }
+        }
+    }
+
+    pub fn number(self) -> u32 {
+        match self {
+            Systemd::V252 => 252,
+            Systemd::V257 => 257,
+        }
+    }
+}
+
 pub struct Container {
+    pub systemd: Systemd,
     nspawn: Child,
     pub pid1: u32,
     work: tempfile::TempDir,
@@ -48,8 +107,15 @@ fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
 }
 
 impl Container {
-    /// Boots a container with `binds`; panics with the console log when it does not come up.
+    /// Boots the host's systemd (252) with `binds`.
     pub fn boot(binds: &[Bind]) -> Container {
+        Container::boot_on(Systemd::V252, binds)
+    }
+
+    /// Boots a container on `systemd` with `binds`; panics with the console log when it does not
+    /// come up.
+    pub fn boot_on(systemd: Systemd, binds: &[Bind]) -> Container {
+        let directory = systemd.directory().unwrap_or_else(|why| panic!("systemd {}: {why}", systemd.number()));
         let work = tempfile::Builder::new().prefix("node").tempdir_in("/tmp").unwrap();
         let name = format!(
             "bakery-test-{}",
@@ -72,15 +138,18 @@ impl Container {
             "--register=no".into(),
             "--keep-unit".into(),
             format!("--machine={name}"),
-            "--volatile=yes".into(),
-            "--directory=/".into(),
+            // the host's /usr on tmpfs; the trixie root under a tmpfs overlay (left untouched)
+            if systemd == Systemd::V252 { "--volatile=yes" } else { "--volatile=overlay" }.into(),
+            format!("--directory={}", directory.display()),
             "--boot".into(),
             "--console=pipe".into(),
             format!("--bind-ro={}:/etc/machine-id", work.path().join("machine-id").display()),
-            "--bind-ro=/etc/ssl/certs".into(),
             "--bind=/dev/loop-control".into(),
             format!("--bind-ro={}:/etc/tmpfiles.d/loop-devices.conf", work.path().join("loop.conf").display()),
         ];
+        if systemd == Systemd::V252 {
+            args.push("--bind-ro=/etc/ssl/certs".into());
+        }
         for bind in binds {
             let kind = if bind.writable { "--bind" } else { "--bind-ro" };
             args.push(format!("{kind}={}:{}", bind.host.display(), bind.container));
@@ -104,7 +173,7 @@ impl Container {
             .stderr(console)
             .spawn()
             .expect("systemd-nspawn (systemd-container) is installed");
-        let mut container = Container { pid1: 0, nspawn, work, cgroups };
+        let mut container = Container { systemd, pid1: 0, nspawn, work, cgroups };
         container.pid1 = container.wait_for_pid1();
         let state = container.run(&["systemctl", "is-system-running", "--wait"]);
         assert!(

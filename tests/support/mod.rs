@@ -159,3 +159,30 @@ pub fn accept_connections<S: Send + Sync + 'static>(
         }
     });
 }
+
+/// Runs each node scenario `fn NAME(Systemd)` as two tests, `NAME::systemd_252` and
+/// `NAME::systemd_257`, each skipping (failing in CI) when its node cannot boot here.
+#[macro_export]
+macro_rules! on_both_systemds {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use $crate::support::container::Systemd;
+
+                #[test]
+                fn systemd_252() {
+                    if Systemd::V252.available(concat!(stringify!($name), "::systemd_252")) {
+                        super::$name(Systemd::V252);
+                    }
+                }
+
+                #[test]
+                fn systemd_257() {
+                    if Systemd::V257.available(concat!(stringify!($name), "::systemd_257")) {
+                        super::$name(Systemd::V257);
+                    }
+                }
+            }
+        )*
+    };
+}
