@@ -223,6 +223,8 @@ mod tests {
         let noop = parse(&noop()).unwrap();
         assert_eq!(noop.source.patterns(), ["invalid@v.raw"]);
         assert_eq!(noop.target.get("Path"), Some("/"));
+        // systemd 257 prints a notice for a target without a pattern
+        assert_eq!(noop.target.patterns(), ["invalid@v.raw"]);
     }
 
     #[test]
