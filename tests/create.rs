@@ -132,6 +132,9 @@ fn extracted_files_match_what_was_served_and_metadata_is_right() {
     let dropin =
         std::fs::read_to_string(tree.join("usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf")).unwrap();
     assert!(dropin.contains("/usr/local/bin/cni/. /opt/cni/bin/"), "{dropin}");
+    // Both optional, and Flatcar's file is read after Debian's, so its values win on Flatcar.
+    let files: Vec<&str> = dropin.lines().filter_map(|l| l.strip_prefix("EnvironmentFile=")).collect();
+    assert_eq!(files, ["-/var/lib/kubelet/kubeadm-flags.env", "-/etc/default/kubelet", "-/etc/sysconfig/kubelet"]);
     let upholds =
         std::fs::read_to_string(tree.join("usr/lib/systemd/system/multi-user.target.d/10-kubelet.conf")).unwrap();
     assert_eq!(upholds, "[Unit]\nUpholds=kubelet.service\n");
