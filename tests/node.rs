@@ -65,7 +65,7 @@ impl Node {
     }
 
     fn link(&self) -> String {
-        self.container.run(&["readlink", "/etc/extensions/demo.raw"]).stdout.trim().to_string()
+        self.container.run(&["readlink", "-f", "/etc/extensions/demo.raw"]).stdout.trim().to_string()
     }
 
     fn records(&self) -> serde_json::Value {

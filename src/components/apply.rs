@@ -283,7 +283,7 @@ fn job(result: String, unit: &str, word: &str) -> Result<String> {
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().ok_or_else(|| anyhow!("{} has no directory", path.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = atomic::temp_beside(path)?;
+    let mut tmp = atomic::temp_beside_mode(path, mode & 0o777)?;
     tmp.write_all(contents).with_context(|| format!("writing {}", tmp.path().display()))?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))?;
     atomic::persist(tmp, path)

@@ -30,10 +30,36 @@ pub struct Manifest {
     /// Units a node restarts when this extension's version changes.
     #[serde(default)]
     pub restart_units: Vec<String>,
+    /// What "healthy" means for a restarted unit, where the recipe says more than the default
+    /// (active, without restarts, for the health window).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub health: BTreeMap<String, HealthRule>,
     #[serde(default)]
     pub artifacts: Vec<ManifestArtifact>,
     /// The tool that built the image (`bakery 0.1.0`).
     pub generator: String,
+}
+
+/// A unit's health rule: `{ require: active, unless_missing: /var/lib/kubelet/config.yaml }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthRule {
+    /// `active` (the default): the unit stays active without restarts for the health window;
+    /// `none`: the unit is restarted but its health never causes a rollback.
+    #[serde(default)]
+    pub require: Require,
+    /// The rule applies only once this file exists on the node: kubelet crash-loops by design
+    /// until `kubeadm join` writes `/var/lib/kubelet/config.yaml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless_missing: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Require {
+    #[default]
+    Active,
+    None,
 }
 
 /// One upstream download and where its content went.

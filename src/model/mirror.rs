@@ -98,6 +98,16 @@ impl Mirrors {
             Err(bad_input(format!("unsupported URL {upstream:?}: only https (or a mirror) is fetched")))
         }
     }
+
+    /// [`Mirrors::resolve`] for a URL whose content a verified signature covers (a release with
+    /// `Verify=yes`, as systemd-sysupdate accepts it): plain http is then allowed without a mirror.
+    pub fn resolve_signed(&self, upstream: &str) -> anyhow::Result<String> {
+        match self.rules.iter().find_map(|rule| rule.apply(upstream)) {
+            Some(url) => Ok(url),
+            None if upstream.starts_with("http://") => Ok(upstream.to_string()),
+            None => self.resolve(upstream),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +138,9 @@ mod tests {
         let m = mirrors(&["http://legacy.example=https://safe.example"]);
         assert!(m.resolve("http://other.example/f").is_err());
         assert_eq!(m.resolve("http://legacy.example/f").unwrap(), "https://safe.example/f");
+        assert_eq!(m.resolve_signed("http://other.example/f").unwrap(), "http://other.example/f", "signed");
+        assert_eq!(m.resolve_signed("http://legacy.example/f").unwrap(), "https://safe.example/f");
+        assert!(m.resolve_signed("ftp://other.example/f").is_err());
         assert!(Mirrors::default().resolve("ftp://x/y").is_err());
     }
 

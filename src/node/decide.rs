@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::records::{Activation, ExtensionRecord};
 use super::systemd::UnitState;
+use crate::model::manifest::{HealthRule, Require};
 
 /// How an extension's linked image relates to what the records say is active.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +54,64 @@ pub fn judge(unit: &str, job_result: &str, start: &UnitState, samples: &[UnitSta
         }
     }
     Ok(())
+}
+
+/// A restarted unit's health as it counts for an extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Healthy,
+    /// Not up, but it does not count against the update; the note says why.
+    Excused(String),
+    /// Not up because of the update: roll back.
+    Failed(String),
+}
+
+impl Verdict {
+    pub fn note(&self) -> Option<&str> {
+        match self {
+            Verdict::Excused(note) => Some(note),
+            _ => None,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            Verdict::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// Why a unit's health does not count, from its rule: `require: none`, or an `unless_missing`
+/// file that does not exist (yet).
+pub fn exempt(rule: Option<&HealthRule>, exists: &dyn Fn(&str) -> bool) -> Option<String> {
+    let rule = rule?;
+    if rule.require == Require::None {
+        return Some("its health rule requires nothing".to_string());
+    }
+    let missing = rule.unless_missing.as_deref().filter(|path| !exists(path))?;
+    Some(format!("{missing} does not exist yet"))
+}
+
+/// How a unit's health counts for an extension: an exempt unit, or one that was not up before
+/// the update either (not on a first activation, where there was no before), is excused.
+pub fn consider(
+    unit: &str,
+    health: Result<(), String>,
+    exempt: Option<String>,
+    before: Option<&UnitState>,
+    first_activation: bool,
+) -> Verdict {
+    let Err(reason) = health else { return Verdict::Healthy };
+    if let Some(why) = exempt {
+        return Verdict::Excused(format!("{reason}, not counted: {why}"));
+    }
+    let was_up = before.is_some_and(|b| b.active_state == "active");
+    if !first_activation && !was_up {
+        let before = before.map(|b| b.to_string()).unwrap_or_else(|| "not loaded".to_string());
+        return Verdict::Excused(format!("{reason}, not counted: {unit} was not up before the update either ({before})"));
+    }
+    Verdict::Failed(reason)
 }
 
 /// What to link after `failed` (an image's sha256) did not come up: the last good image, else
@@ -125,6 +184,28 @@ mod tests {
         }
         let err = judge("demo.service", "done", &start, &[state("activating", "auto-restart", 2)]).unwrap_err();
         assert_eq!(err, "demo.service is not up (activating/auto-restart, 2 restarts)");
+    }
+
+    /// Which failures count: exempt by the rule, not up before, first activation.
+    #[test]
+    fn health_considerations() {
+        let kubelet = HealthRule { require: Require::Active, unless_missing: Some("/var/lib/kubelet/config.yaml".into()) };
+        let none = HealthRule { require: Require::None, unless_missing: None };
+        assert!(exempt(Some(&kubelet), &|_| false).unwrap().contains("/var/lib/kubelet/config.yaml does not exist"));
+        assert_eq!(exempt(Some(&kubelet), &|_| true), None, "the config exists: the rule applies");
+        assert!(exempt(Some(&none), &|_| true).is_some());
+        assert_eq!(exempt(None, &|_| false), None);
+
+        let up = state("active", "running", 0);
+        let down = state("activating", "auto-restart", 4);
+        let bad = || Err("kubelet.service is not up".to_string());
+        assert_eq!(consider("k", Ok(()), None, None, true), Verdict::Healthy);
+        assert!(matches!(consider("k", bad(), Some("why".into()), Some(&up), false), Verdict::Excused(_)));
+        assert!(matches!(consider("k", bad(), None, Some(&up), false), Verdict::Failed(_)), "it was up before");
+        let excused = consider("k", bad(), None, Some(&down), false);
+        assert!(excused.note().unwrap().contains("was not up before the update either (activating/auto-restart"));
+        assert!(matches!(consider("k", bad(), None, None, false), Verdict::Excused(_)), "a unit new in this version");
+        assert!(matches!(consider("k", bad(), None, None, true), Verdict::Failed(_)), "a first activation counts");
     }
 
     #[test]

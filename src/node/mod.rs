@@ -6,6 +6,7 @@
 pub mod config;
 pub mod decide;
 pub mod doctor;
+pub mod keep;
 pub mod lock;
 pub mod observe;
 pub mod records;

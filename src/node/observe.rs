@@ -83,7 +83,8 @@ pub fn linked(root: &Path) -> Result<Vec<Linked>> {
             let metadata = std::fs::symlink_metadata(&link)?;
             let (node_image, is_symlink) = if metadata.file_type().is_symlink() {
                 let target = std::fs::read_link(&link)?;
-                let target = if target.is_absolute() { target } else { Path::new("/").join(dir).join(target) };
+                // systemd-sysupdate writes relative links (../../opt/extensions/...)
+                let target = crate::sysupdate::update::normalize(&Path::new("/").join(dir).join(target));
                 (target.to_string_lossy().into_owned(), true)
             } else {
                 (format!("/{dir}/{file}"), false)
@@ -182,12 +183,15 @@ mod tests {
         .unwrap();
         std::fs::write(root.path().join("var/lib/extensions/demo.raw"), b"shadowed").unwrap();
         std::fs::write(root.path().join("var/lib/extensions/other.raw"), b"file").unwrap();
+        std::os::unix::fs::symlink("../../opt/extensions/rel/rel-v1-x86-64.raw", root.path().join("etc/extensions/rel.raw"))
+            .unwrap();
         let found = linked(root.path()).unwrap();
-        assert_eq!(found.len(), 2);
+        assert_eq!(found.len(), 3);
         assert_eq!(found[0].node_image, "/opt/extensions/demo/demo-v1-x86-64.raw");
         assert_eq!(found[0].image, root.path().join("opt/extensions/demo/demo-v1-x86-64.raw"));
         assert!(found[0].is_symlink);
         assert_eq!(found[1].node_image, "/var/lib/extensions/other.raw");
         assert!(!found[1].is_symlink);
+        assert_eq!(found[2].node_image, "/opt/extensions/rel/rel-v1-x86-64.raw", "relative, as sysupdate links");
     }
 }

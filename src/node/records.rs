@@ -165,7 +165,8 @@ impl Records {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut json = serde_json::to_vec_pretty(self).expect("records serialise");
         json.push(b'\n');
-        atomic::write_atomic(&path, &json)
+        // private: the records keep rendered component files, which may hold secrets
+        atomic::write_atomic_mode(&path, &json, 0o600)
     }
 
     pub fn extension(&mut self, name: &str) -> &mut ExtensionRecord {

@@ -13,9 +13,11 @@ use serde::Serialize;
 use super::config::NodeConfig;
 use super::decide::{self, Change};
 use super::observe::{self, Host, Linked, on_disk};
-use super::records::{Activation, Outcome, Records};
+use super::records::{Activation, ExtensionRecord, Outcome, Records};
 use super::systemd::{Systemd, UnitState};
-use super::{lock, sysext};
+use super::{keep, lock, sysext};
+use crate::model::manifest::HealthRule;
+use crate::model::version::compare;
 use crate::pipeline::publish::hash_file;
 use crate::sysupdate::update::replace_symlink;
 
@@ -64,6 +66,7 @@ struct Candidate {
     sha256: String,
     artifacts: BTreeMap<String, String>,
     units: Vec<String>,
+    health: BTreeMap<String, HealthRule>,
 }
 
 /// Refreshes the node at `root`; `systemd` is None when units cannot be restarted (`--root`).
@@ -85,17 +88,16 @@ pub async fn refresh<S: Systemd>(
         match observe::check(&linked.image, &linked.name, &host) {
             Ok(checked) => {
                 let sha256 = hash_file(&linked.image)?.0.to_string();
-                let artifacts = checked
-                    .inspection
-                    .manifest
-                    .as_ref()
+                let manifest = checked.inspection.manifest.as_ref();
+                let artifacts = manifest
                     .map(|m| m.artifacts.iter().map(|a| (a.name.clone(), a.sha256.clone())).collect())
                     .unwrap_or_default();
+                let health = manifest.map(|m| m.health.clone()).unwrap_or_default();
                 let units = decide::units_for(&overrides, &linked.name, &checked.restart_units);
-                candidates.push(Candidate { linked, version: checked.version, sha256, artifacts, units });
+                candidates.push(Candidate { linked, version: checked.version, sha256, artifacts, units, health });
             }
             Err(reason) => {
-                let back = put_back(root, &linked, &records)?;
+                let back = put_back(root, &host, &linked, &records)?;
                 let message = format!("refused {}: {reason}; {back}", linked.node_image);
                 tracing::warn!("{}: {message}", linked.name);
                 records.note(&linked.name, Outcome::Refused, None, &message);
@@ -109,23 +111,75 @@ pub async fn refresh<S: Systemd>(
         .iter()
         .filter(|c| decide::change(records.extensions.get(&c.linked.name), &c.sha256) != Change::Same)
         .collect();
+    let activated = activate(root, &host, &mut records, &mut report, &changed, systemd, timing).await;
+    if let Err(error) = activated {
+        // a step failed part way: every change without a verdict yet is recorded as failed
+        let message = crate::error::describe(&error);
+        for candidate in changed.iter().filter(|c| !report.lines.iter().any(|l| l.extension == c.linked.name)) {
+            records.note(&candidate.linked.name, Outcome::Failed, Some(&candidate.version), &message);
+        }
+        records.save(root)?;
+        return Err(error);
+    }
+    for candidate in candidates.iter().filter(|c| !changed.iter().any(|d| d.linked.name == c.linked.name)) {
+        report.push(
+            &candidate.linked.name,
+            Some(&candidate.version),
+            Outcome::Unchanged,
+            format!("{} active", candidate.version),
+        );
+    }
+    records.save(root)?;
+    keep::sync(root, &records)?;
+    Ok(report)
+}
+
+/// Merges, restarts what changed, judges its health, and records each changed extension as
+/// activated or rolled back.
+async fn activate<S: Systemd>(
+    root: &Path,
+    host: &Host,
+    records: &mut Records,
+    report: &mut Report,
+    changed: &[&Candidate],
+    systemd: Option<&S>,
+    timing: Timing,
+) -> Result<()> {
+    let plan = decide::restarts(&changed.iter().map(|c| (c.linked.name.clone(), c.units.clone())).collect::<Vec<_>>());
+    // how each unit was before the merge: a unit that was not up then is not the update's fault
+    let mut before: BTreeMap<String, UnitState> = BTreeMap::new();
+    if let Some(systemd) = systemd {
+        for (unit, _) in &plan {
+            if let Ok(state) = systemd.state(unit).await {
+                before.insert(unit.clone(), state);
+            }
+        }
+    }
     sysext::refresh(root)?;
     if let Some(systemd) = systemd {
         systemd.reload().await?;
     }
 
-    let plan = decide::restarts(&changed.iter().map(|c| (c.linked.name.clone(), c.units.clone())).collect::<Vec<_>>());
-    let mut unhealthy: BTreeMap<String, String> = BTreeMap::new();
+    let mut verdicts: BTreeMap<String, Vec<decide::Verdict>> = BTreeMap::new();
     if let Some(systemd) = systemd {
-        for (extension, reason) in check_health(systemd, &plan, timing).await? {
-            unhealthy.entry(extension).or_insert(reason);
+        for (unit, extensions, verdict) in check_health(systemd, &plan, timing).await? {
+            for extension in extensions {
+                let candidate = changed.iter().find(|c| c.linked.name == extension).expect("planned from changed");
+                let first = records.extensions.get(&extension).and_then(|r| r.active.as_ref()).is_none();
+                let exempt = decide::exempt(candidate.health.get(&unit), &|p| on_disk(root, p).exists());
+                let judged = decide::consider(&unit, verdict.clone(), exempt, before.get(&unit), first);
+                verdicts.entry(extension).or_default().push(judged);
+            }
         }
     }
 
-    for candidate in &changed {
+    for candidate in changed {
         let name = candidate.linked.name.as_str();
         let from = records.extensions.get(name).and_then(|r| r.active.as_ref()).map(|a| a.version.clone());
-        match unhealthy.get(name) {
+        let verdicts = verdicts.remove(name).unwrap_or_default();
+        let notes: Vec<&str> = verdicts.iter().filter_map(decide::Verdict::note).collect();
+        let failure = verdicts.iter().find_map(decide::Verdict::failure);
+        let (outcome, message) = match failure {
             None => {
                 let activation = Activation {
                     version: candidate.version.clone(),
@@ -142,52 +196,47 @@ pub async fn refresh<S: Systemd>(
                 } else {
                     String::new()
                 };
-                let message = format!("{} active{was}{restarted}", candidate.version);
+                let notes: String = notes.iter().map(|n| format!("; {n}")).collect();
+                let message = format!("{} active{was}{restarted}{notes}", candidate.version);
                 tracing::info!("{name}: {message}");
-                records.note(name, Outcome::Activated, Some(&candidate.version), &message);
-                report.push(name, Some(&candidate.version), Outcome::Activated, message);
+                (Outcome::Activated, message)
             }
             Some(reason) => {
-                let (outcome, message) = roll_back(root, &mut records, candidate, reason, systemd).await?;
-                tracing::error!("{name}: {message}");
-                records.note(name, outcome.clone(), Some(&candidate.version), &message);
-                report.push(name, Some(&candidate.version), outcome, message);
+                let result = roll_back(root, host, records, candidate, reason, systemd).await?;
+                tracing::error!("{name}: {}", result.1);
+                result
             }
-        }
+        };
+        records.note(name, outcome.clone(), Some(&candidate.version), &message);
+        report.push(name, Some(&candidate.version), outcome, message);
         records.save(root)?;
     }
-    for candidate in candidates.iter().filter(|c| !changed.iter().any(|d| d.linked.name == c.linked.name)) {
-        report.push(
-            &candidate.linked.name,
-            Some(&candidate.version),
-            Outcome::Unchanged,
-            format!("{} active", candidate.version),
-        );
-    }
-    records.save(root)?;
-    Ok(report)
+    Ok(())
 }
 
-/// Restarts every planned unit, then watches them all for the health window. Returns the
-/// extensions whose units failed, with the reason.
+/// Restarts every planned unit, then watches them all for the health window: each unit with
+/// the extensions that restart it and the verdict on it.
 async fn check_health<S: Systemd>(
     systemd: &S,
     plan: &[(String, Vec<String>)],
     timing: Timing,
-) -> Result<Vec<(String, String)>> {
-    let mut watched: Vec<(&str, &[String], String, UnitState)> = Vec::new();
+) -> Result<Vec<(String, Vec<String>, Result<(), String>)>> {
+    let mut watched: Vec<(&str, &[String], Result<String, String>, Option<UnitState>)> = Vec::new();
     for (unit, extensions) in plan {
         tracing::info!("restarting {unit}");
-        let result = systemd.restart(unit).await?;
-        let baseline = systemd.state(unit).await?;
+        // a unit that cannot be restarted at all (not found, refused) is judged like a failed one
+        let result = systemd.restart(unit).await.map_err(|e| format!("{unit}: {}", crate::error::describe(&e)));
+        let baseline = if result.is_ok() { Some(systemd.state(unit).await?) } else { None };
         watched.push((unit, extensions, result, baseline));
     }
     let mut samples: Vec<Vec<UnitState>> = vec![Vec::new(); watched.len()];
-    if !watched.is_empty() {
+    if watched.iter().any(|w| w.3.is_some()) {
         let deadline = Instant::now() + timing.health_window;
         loop {
-            for (index, (unit, ..)) in watched.iter().enumerate() {
-                samples[index].push(systemd.state(unit).await?);
+            for (index, (unit, .., baseline)) in watched.iter().enumerate() {
+                if baseline.is_some() {
+                    samples[index].push(systemd.state(unit).await?);
+                }
             }
             if Instant::now() >= deadline {
                 break;
@@ -195,19 +244,27 @@ async fn check_health<S: Systemd>(
             tokio::time::sleep(timing.poll.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
     }
-    let mut failed = Vec::new();
-    for ((unit, extensions, result, baseline), samples) in watched.iter().zip(&samples) {
-        if let Err(reason) = decide::judge(unit, result, baseline, samples) {
-            failed.extend(extensions.iter().map(|e| (e.clone(), reason.clone())));
-        }
-    }
-    Ok(failed)
+    Ok(watched
+        .into_iter()
+        .zip(samples)
+        .map(|((unit, extensions, result, baseline), samples)| {
+            let verdict = match (result, baseline) {
+                (Ok(result), Some(baseline)) => decide::judge(unit, &result, &baseline, &samples),
+                (Err(reason), _) => Err(reason),
+                (Ok(_), None) => unreachable!("a unit restarted without error has a baseline"),
+            };
+            (unit.to_string(), extensions.to_vec(), verdict)
+        })
+        .collect())
 }
 
-/// Links `candidate`'s extension back to its last good image (or unlinks it when there is
-/// none), merges again and restarts its units.
+/// Links `candidate`'s extension back to a good image: the last good one (else the previous),
+/// put back from its kept copy when something removed it, else the newest earlier image still
+/// on disk that passes validation. With none, the failing image stays linked: an extension is
+/// never unlinked over its health, and a first activation has nothing to go back to.
 async fn roll_back<S: Systemd>(
     root: &Path,
+    host: &Host,
     records: &mut Records,
     candidate: &Candidate,
     reason: &str,
@@ -215,48 +272,73 @@ async fn roll_back<S: Systemd>(
 ) -> Result<(Outcome, String)> {
     let name = &candidate.linked.name;
     let record = records.extension(name).clone();
-    let target = decide::rollback_target(&record, &candidate.sha256).filter(|t| on_disk(root, &t.image).is_file());
-    let (outcome, message) = match &target {
-        Some(target) => {
-            relink(&candidate.linked, &target.image)?;
-            (
-                Outcome::RolledBack,
-                format!("{reason} after {name} {}; rolled back to {}", candidate.version, target.version),
-            )
-        }
-        None => {
-            set_aside(&candidate.linked, "failed")?;
-            (
-                Outcome::Failed,
-                format!(
-                    "{reason} after {name} {}; no earlier image to go back to, so {name} is unlinked",
-                    candidate.version
-                ),
-            )
-        }
+    let target = rollback_target(root, host, &record, candidate)?;
+    let Some((image, version)) = target else {
+        let message = format!(
+            "{reason} after {name} {}; no earlier image to go back to, so {name} {} stays linked",
+            candidate.version, candidate.version
+        );
+        return Ok((Outcome::Failed, message));
     };
+    relink(root, &candidate.linked, &image)?;
+    let mut message = format!("{reason} after {name} {}; rolled back to {version}", candidate.version);
     sysext::refresh(root)?;
     if let Some(systemd) = systemd {
         systemd.reload().await?;
         for unit in &candidate.units {
-            let result = systemd.restart(unit).await?;
-            if result != "done" {
-                tracing::warn!("{unit}: restart after the rollback ended {result:?}");
+            match systemd.restart(unit).await {
+                Ok(result) if result == "done" => {}
+                Ok(result) => message.push_str(&format!("; {unit}: its restart after the rollback ended {result:?}")),
+                Err(e) => message.push_str(&format!("; {unit}: {}", crate::error::describe(&e))),
             }
         }
     }
-    Ok((outcome, message))
+    Ok((Outcome::RolledBack, message))
 }
 
-/// After a refused image: link the active (else last good) image again, or set the link aside.
-fn put_back(root: &Path, linked: &Linked, records: &Records) -> Result<String> {
+/// Where a rollback goes: (node path, version).
+fn rollback_target(
+    root: &Path,
+    host: &Host,
+    record: &ExtensionRecord,
+    candidate: &Candidate,
+) -> Result<Option<(String, String)>> {
+    let name = &candidate.linked.name;
+    let good = |node_image: &str| observe::check(&on_disk(root, node_image), name, host).ok();
+    if let Some(target) = decide::rollback_target(record, &candidate.sha256)
+        && keep::restore(root, &target.image)?
+        && good(&target.image).is_some()
+    {
+        return Ok(Some((target.image, target.version)));
+    }
+    let mut earlier: Vec<(String, String)> = observe::staged(root, name)
+        .into_iter()
+        .chain(keep::kept(root, name))
+        .filter(|image| *image != candidate.linked.node_image)
+        .filter_map(|image| {
+            let checked = good(&image)?;
+            let older = compare(&checked.version, &candidate.version).is_lt();
+            let differs = hash_file(&on_disk(root, &image)).ok()?.0.to_string() != candidate.sha256;
+            (older && differs).then_some((image, checked.version))
+        })
+        .collect();
+    earlier.sort_by(|a, b| compare(&b.1, &a.1));
+    Ok(earlier.into_iter().next())
+}
+
+/// After a refused image: link the active (else last good) image again, put back from its kept
+/// copy when removed, or set the link aside.
+fn put_back(root: &Path, host: &Host, linked: &Linked, records: &Records) -> Result<String> {
     let record = records.extensions.get(&linked.name);
-    let target = record
-        .and_then(|r| [&r.active, &r.last_good].into_iter().flatten().find(|a| a.image != linked.node_image).cloned())
-        .filter(|a| on_disk(root, &a.image).is_file());
+    let mut targets = record.into_iter().flat_map(|r| [&r.active, &r.last_good]).flatten();
+    let target = targets.find(|a| {
+        a.image != linked.node_image
+            && keep::restore(root, &a.image).unwrap_or(false)
+            && observe::check(&on_disk(root, &a.image), &linked.name, host).is_ok()
+    });
     match target {
         Some(target) => {
-            relink(linked, &target.image)?;
+            relink(root, linked, &target.image)?;
             Ok(format!("linked back to {}", target.version))
         }
         None => {
@@ -267,11 +349,11 @@ fn put_back(root: &Path, linked: &Linked, records: &Records) -> Result<String> {
 }
 
 /// Points the extension's link at `image` (a node path), replacing a plain file by a link.
-fn relink(linked: &Linked, image: &str) -> Result<()> {
+fn relink(root: &Path, linked: &Linked, image: &str) -> Result<()> {
     if !linked.is_symlink {
         set_aside(linked, "replaced")?;
     }
-    replace_symlink(&linked.link, Path::new(image))
+    replace_symlink(&linked.link, &on_disk(root, image))
 }
 
 /// Renames the link (or file) to a hidden name systemd-sysext and bakery ignore.

@@ -128,7 +128,7 @@ impl Prepared {
         config: &NodeConfig,
         systemd: Option<&S>,
     ) -> Result<refresh::Report> {
-        replace_symlink(&self.link, &self.image)?;
+        replace_symlink(&self.link, &super::observe::on_disk(root, &self.image.to_string_lossy()))?;
         refresh::refresh(root, config, systemd, Timing::from_config(config)).await
     }
 }

@@ -182,6 +182,7 @@ pub fn plan(resolved: &Resolved, fetched: &Fetched, generator: &str) -> Result<P
         options: resolved.options.clone(),
         reload_manager: resolved.reload_manager,
         restart_units: resolved.restart_units.clone(),
+        health: resolved.health.clone(),
         artifacts: manifest_artifacts,
         generator: generator.to_string(),
     };

@@ -42,6 +42,7 @@ pub struct Resolved {
     pub options: BTreeMap<String, String>,
     pub reload_manager: bool,
     pub restart_units: Vec<String>,
+    pub health: BTreeMap<String, crate::model::manifest::HealthRule>,
     pub artifacts: Vec<ResolvedArtifact>,
     pub files: Vec<ResolvedFile>,
 }
@@ -215,6 +216,7 @@ pub fn resolve(source: &RecipeSource, recipe: &Recipe, request: &Request, mirror
         options,
         reload_manager: recipe.reload_manager,
         restart_units: recipe.restart_units.clone(),
+        health: recipe.health.clone(),
         artifacts,
         files,
     })

@@ -33,6 +33,9 @@ pub struct Recipe {
     /// Units a node must restart when this extension's version changes.
     #[serde(default)]
     pub restart_units: Vec<String>,
+    /// Per restarted unit, what healthy means (`kubelet.service: { unless_missing: PATH }`).
+    #[serde(default)]
+    pub health: BTreeMap<String, crate::model::manifest::HealthRule>,
     /// Upstream downloads.
     #[serde(default)]
     pub artifacts: Vec<Artifact>,
@@ -334,6 +337,16 @@ impl Recipe {
             let valid = unit.contains('.') && !unit.contains('/') && !unit.chars().any(char::is_whitespace);
             if !valid {
                 problems.push(format!("restart_units: {unit:?} is not a unit name"));
+            }
+        }
+        for (unit, rule) in &self.health {
+            if !self.restart_units.contains(unit) {
+                problems.push(format!("health: {unit:?} is not one of restart_units"));
+            }
+            if let Some(path) = &rule.unless_missing
+                && (!path.starts_with('/') || path.split('/').any(|p| p == ".."))
+            {
+                problems.push(format!("health: {unit}: unless_missing {path:?} is not an absolute path"));
             }
         }
         let mut names = std::collections::BTreeSet::new();

@@ -4,6 +4,7 @@
 //! verified next to its target, rename it into place, flip `CurrentSymlink` by rename, and keep
 //! at most `InstancesMax` images.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -94,7 +95,7 @@ pub async fn offered(node: &Node<'_>, transfer: &Transfer) -> Result<Vec<Candida
         bail!("only url-file sources and regular-file targets are supported, not {source_type:?} → {target_type:?}");
     }
     let base = transfer.source.get("Path").unwrap_or_default().trim_end_matches('/').to_string();
-    let sums_url = node.mirrors.resolve(&format!("{base}/SHA256SUMS"))?;
+    let sums_url = resolve(node, transfer, &format!("{base}/SHA256SUMS"))?;
     let sums_bytes = node.http.get_small(&sums_url).await?;
     if transfer.verify {
         verify(node, &base, &sums_bytes).await?;
@@ -104,7 +105,9 @@ pub async fn offered(node: &Node<'_>, transfer: &Transfer) -> Result<Vec<Candida
     candidates(transfer, &sums, node.arch)
 }
 
-/// [`update`] with a [`Policy`].
+/// [`update`] with a [`Policy`]. Like systemd-sysupdate, it never goes back: when an installed
+/// image is at least as new as the newest one offered, that one is the outcome and nothing is
+/// downloaded or removed (an exact version asked for with `stage_only` is fetched regardless).
 pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'_>) -> Result<Option<Outcome>> {
     let base = transfer.source.get("Path").unwrap_or_default().trim_end_matches('/').to_string();
     let accepted =
@@ -116,25 +119,70 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
     let target_pattern = Pattern::parse(&target_pattern.unwrap_or_default(), node.arch).map_err(|e| anyhow!(e))?;
     let target_dir = transfer.target.get("Path").unwrap_or_default();
     let dir = node.root.join(target_dir.trim_start_matches('/'));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = target_pattern.render(&newest.version);
+    let installed = if policy.stage_only { None } else { newest_installed(&dir, &target_pattern, policy) };
+    let (version, name) = match installed {
+        Some((version, name)) if compare(&version, &newest.version).is_ge() => (version, name),
+        _ => (newest.version.clone(), target_pattern.render(&newest.version)),
+    };
     let dest = dir.join(&name);
-    let present = dest.is_file() && hash_file(&dest)?.0 == newest.sha256;
+    let present = dest.is_file() && (version != newest.version || hash_file(&dest)?.0 == newest.sha256);
+    let mut removed = Vec::new();
     if !present {
-        let url = node.mirrors.resolve(&format!("{base}/{}", newest.file))?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let url = resolve(node, transfer, &format!("{base}/{}", newest.file))?;
         let temp = || atomic::temp_beside(&dest);
         let (tmp, _) = node.http.download_verified(&url, &newest.sha256, &temp, &ProgressBar::hidden()).await?;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode(transfer)?))?;
         atomic::persist(tmp, &dest)?;
+        // InstancesMax= counts the new image, as systemd-sysupdate's vacuum before an install does.
+        let keep: usize = transfer.target.get("InstancesMax").and_then(|n| n.parse().ok()).unwrap_or(3);
+        let mut protected = policy.protect.clone();
+        protected.push(name.clone());
+        removed = prune(&dir, &target_pattern, &protected, keep)?;
     }
     let node_path = Path::new(target_dir).join(&name);
     if let Some(link) = transfer.target.get("CurrentSymlink").filter(|_| !policy.stage_only) {
-        replace_symlink(&node.root.join(link.trim_start_matches('/')), &node_path)?;
+        replace_symlink(&node.root.join(link.trim_start_matches('/')), &dest)?;
     }
-    let keep: usize = transfer.target.get("InstancesMax").and_then(|n| n.parse().ok()).unwrap_or(2);
-    let mut protected = policy.protect.clone();
-    protected.push(name.clone());
-    let removed = prune(&dir, &target_pattern, &protected, keep)?;
-    Ok(Some(Outcome { version: newest.version, path: node_path, downloaded: !present, removed }))
+    Ok(Some(Outcome { version, path: node_path, downloaded: !present, removed }))
+}
+
+/// The newest image in `dir` the target pattern matches and the policy accepts: (version, file).
+fn newest_installed(dir: &Path, pattern: &Pattern, policy: &Policy<'_>) -> Option<(String, String)> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| pattern.matches(&name).map(|v| (v, name)))
+        .filter(|(v, _)| policy.accept.is_none_or(|accept| accept(v)))
+        .max_by(|a, b| compare(&a.0, &b.0))
+}
+
+/// The mode an installed image gets: `[Target] Mode=` (octal), else 0644 like systemd-sysupdate.
+fn mode(transfer: &Transfer) -> Result<u32> {
+    match transfer.target.get("Mode") {
+        None => Ok(0o644),
+        Some(text) => u32::from_str_radix(text, 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| anyhow!("[Target] Mode={text} is not an octal file mode")),
+    }
+}
+
+/// The URL to fetch for `upstream`, a file of the transfer's source: a plain http release is
+/// fetched when the transfer verifies its signature (which covers every digest), as
+/// systemd-sysupdate does; without `Verify=yes` only through a mirror configured for it.
+fn resolve(node: &Node<'_>, transfer: &Transfer, upstream: &str) -> Result<String> {
+    if transfer.verify {
+        node.mirrors.resolve_signed(upstream)
+    } else {
+        node.mirrors.resolve(upstream).map_err(|e| {
+            if upstream.starts_with("http://") {
+                e.context("the transfer says Verify=no, so nothing but TLS could vouch for it: use https, sign the release (Verify=yes) or configure a mirror")
+            } else {
+                e
+            }
+        })
+    }
 }
 
 /// Checks `SHA256SUMS.gpg` against the node's keyring.
@@ -143,7 +191,7 @@ async fn verify(node: &Node<'_>, base: &str, sums: &[u8]) -> Result<()> {
     if !keyring.is_file() {
         bail!("Verify=yes, but there is no keyring at {} to check SHA256SUMS.gpg with", keyring.display());
     }
-    let signature_url = node.mirrors.resolve(&format!("{base}/SHA256SUMS.gpg"))?;
+    let signature_url = node.mirrors.resolve_signed(&format!("{base}/SHA256SUMS.gpg"))?;
     let signature = node.http.get_small(&signature_url).await.context("Verify=yes needs the release's signature")?;
     let dir = tempfile::tempdir().context("creating a directory for signature checks")?;
     let (data, sig) = (dir.path().join("SHA256SUMS"), dir.path().join("SHA256SUMS.gpg"));
@@ -152,16 +200,50 @@ async fn verify(node: &Node<'_>, base: &str, sums: &[u8]) -> Result<()> {
     gpg::verify_detached(&keyring, &data, &sig).with_context(|| format!("{base}/SHA256SUMS"))
 }
 
-/// Points `link` at `target`, replacing any link there by rename.
+/// Points `link` at `target` (both paths on disk) with a relative link, as systemd-sysupdate
+/// writes `CurrentSymlink=` (`../../opt/extensions/...`), so it resolves the same under any root;
+/// any link there is replaced by rename, and a missing directory is created.
 pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
     let dir = link.parent().ok_or_else(|| anyhow!("{} has no parent directory", link.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = link.file_name().and_then(|n| n.to_str()).unwrap_or("link");
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(target, &temp).with_context(|| format!("creating {}", temp.display()))?;
+    std::os::unix::fs::symlink(relative_to(dir, target), &temp)
+        .with_context(|| format!("creating {}", temp.display()))?;
     std::fs::rename(&temp, link).with_context(|| format!("replacing {}", link.display()))?;
     atomic::sync_dir(dir)
+}
+
+/// `target` as a path relative to the directory `from` (both absolute, compared lexically).
+pub fn relative_to(from: &Path, target: &Path) -> PathBuf {
+    let (from, target) = (normalize(from), normalize(target));
+    let common = from.components().zip(target.components()).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in from.components().skip(common) {
+        out.push("..");
+    }
+    for part in target.components().skip(common) {
+        out.push(part);
+    }
+    out
+}
+
+/// `path` with `.` and `..` resolved lexically (never above `/`).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if out.parent().is_some() {
+                    out.pop();
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Removes the oldest images matching `pattern` beyond `keep`, never a `protected` one.
@@ -203,6 +285,16 @@ mod tests {
         let found: Vec<String> =
             candidates(&transfer, &sums, Arch::X86_64).unwrap().into_iter().map(|c| c.file).collect();
         assert_eq!(found, ["k-v1.32.10-x86-64.raw", "k-v1.32.9-x86-64.raw"]);
+    }
+
+    #[test]
+    fn links_are_relative_like_systemd_sysupdate_writes_them() {
+        let rel = |from: &str, to: &str| relative_to(Path::new(from), Path::new(to)).display().to_string();
+        assert_eq!(rel("/etc/extensions", "/opt/extensions/k/k-v1-x86-64.raw"), "../../opt/extensions/k/k-v1-x86-64.raw");
+        assert_eq!(rel("/tmp/r/etc/extensions", "/tmp/r/opt/extensions/k/a.raw"), "../../opt/extensions/k/a.raw");
+        assert_eq!(rel("/var/lib/extensions", "/var/lib/extensions/a.raw"), "a.raw");
+        assert_eq!(normalize(Path::new("/etc/extensions/../../opt/./x")), Path::new("/opt/x"));
+        assert_eq!(normalize(Path::new("/../../x")), Path::new("/x"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The real gnupg for signatures: `gpg` signs and exports keys on the build side, `gpgv` checks
 //! a detached signature against a keyring on the node side (what systemd-sysupdate does with
-//! `/etc/systemd/import-pubring.gpg`). `GNUPGHOME` is honoured as gpg honours it.
+//! `/etc/systemd/import-pubring.gpg`), or `gpg --verify` where only gpg is installed (Debian
+//! trixie's minimal systems, Flatcar). `GNUPGHOME` is honoured as gpg honours it when signing.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -59,11 +60,35 @@ pub fn export_public_key(key: &str) -> Result<Vec<u8>> {
     Ok(output.stdout)
 }
 
-/// Checks `signature` over `data` with the keys in `keyring`; the error says why not.
+/// Checks `signature` over `data` with the keys in `keyring`, with gpgv or else gpg (as
+/// systemd-pull does: no options file, no default keyring, every key of the keyring trusted, a
+/// throwaway home so the caller's is never read or written); the error says why not.
 pub fn verify_detached(keyring: &Path, data: &Path, signature: &Path) -> Result<()> {
+    let keyring = std::path::absolute(keyring).with_context(|| format!("resolving {}", keyring.display()))?;
     let mut command = Command::new("gpgv");
-    command.arg("--keyring").arg(keyring).arg(signature).arg(data);
-    let output = run(command, "verifying a signature")?;
+    command.arg("--keyring").arg(&keyring).arg(signature).arg(data);
+    let output = match command.output() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let home = tempfile::Builder::new()
+                .prefix("bakery-gpg")
+                .tempdir()
+                .context("creating a home directory for gpg --verify")?;
+            let mut command = Command::new("gpg");
+            command
+                .args(["--no-options", "--no-default-keyring", "--no-auto-key-locate", "--no-auto-check-trustdb"])
+                .args(["--batch", "--no-tty", "--trust-model=always", "--homedir"])
+                .arg(home.path())
+                .arg("--keyring")
+                .arg(&keyring)
+                .arg("--verify")
+                .arg(signature)
+                .arg(data);
+            let output = run(command, "verifying a signature (neither gpgv nor gpg is installed)")?;
+            let _ = Command::new("gpgconf").arg("--homedir").arg(home.path()).args(["--kill", "all"]).output();
+            output
+        }
+        other => other.map_err(|e| anyhow!(e).context("verifying a signature: running gpgv"))?,
+    };
     if !output.status.success() {
         return Err(anyhow!(
             "the signature {} does not verify with {}: {}",
