@@ -47,6 +47,21 @@ impl Host {
     }
 }
 
+/// The systemd version of the root, from its `libsystemd-shared-NNN.so` (Debian, Fedora and
+/// Flatcar name it so), when it can be told.
+pub fn systemd_version(root: &Path) -> Option<u32> {
+    let mut dirs = vec![root.join("usr/lib/systemd"), root.join("usr/lib64/systemd")];
+    if let Ok(entries) = std::fs::read_dir(root.join("usr/lib")) {
+        dirs.extend(entries.flatten().map(|e| e.path().join("systemd")));
+    }
+    dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()).flatten().flatten().find_map(|entry| {
+        let name = entry.file_name().into_string().ok()?;
+        let version = name.strip_prefix("libsystemd-shared-")?;
+        let digits: String = version.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().ok()
+    })
+}
+
 /// An extension linked for merging: `<dir>/<name>.raw`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Linked {
@@ -183,8 +198,11 @@ mod tests {
         .unwrap();
         std::fs::write(root.path().join("var/lib/extensions/demo.raw"), b"shadowed").unwrap();
         std::fs::write(root.path().join("var/lib/extensions/other.raw"), b"file").unwrap();
-        std::os::unix::fs::symlink("../../opt/extensions/rel/rel-v1-x86-64.raw", root.path().join("etc/extensions/rel.raw"))
-            .unwrap();
+        std::os::unix::fs::symlink(
+            "../../opt/extensions/rel/rel-v1-x86-64.raw",
+            root.path().join("etc/extensions/rel.raw"),
+        )
+        .unwrap();
         let found = linked(root.path()).unwrap();
         assert_eq!(found.len(), 3);
         assert_eq!(found[0].node_image, "/opt/extensions/demo/demo-v1-x86-64.raw");

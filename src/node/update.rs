@@ -2,6 +2,7 @@
 //! transfer files (`/etc/sysupdate.d`, `/etc/sysupdate.<ext>.d`, `/usr/lib/sysupdate.d`, `.conf`
 //! and `.transfer`), or from the node config's `release_url` and `follow`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
@@ -39,31 +40,48 @@ pub struct Staged {
     pub removed: Vec<String>,
 }
 
-/// Transfer files with `url-file` sources, sorted by path (the noop transfer is not one).
+/// Where systemd-sysupdate reads a component's transfer files, earlier directories overriding a
+/// file of the same name in later ones.
+const TRANSFER_DIRS: [&str; 4] = ["etc", "run", "usr/local/lib", "usr/lib"];
+
+/// The transfer files systemd-sysupdate would read on this node, with `url-file` sources (the
+/// noop transfer is not one), by component and file name. As in systemd-sysupdate 257, a
+/// component with any `.transfer` file ignores its `.conf` files; systemd before 257 reads only
+/// `.conf` (the version comes from the root's libsystemd-shared, else 257's rules apply).
 pub fn transfers(root: &Path) -> Result<Vec<Found>> {
-    let mut dirs: Vec<(PathBuf, Option<String>)> = Vec::new();
-    for base in ["etc", "usr/lib"] {
-        dirs.push((root.join(base).join("sysupdate.d"), None));
-        let Ok(entries) = std::fs::read_dir(root.join(base)) else { continue };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(component) = name.strip_prefix("sysupdate.").and_then(|n| n.strip_suffix(".d"))
-                && !component.is_empty()
-            {
-                dirs.push((entry.path(), Some(component.to_string())));
+    let reads_transfer = super::observe::systemd_version(root).is_none_or(|v| v >= 257);
+    let mut components: BTreeMap<Option<String>, BTreeMap<String, PathBuf>> = BTreeMap::new();
+    for base in TRANSFER_DIRS {
+        let mut dirs: Vec<(PathBuf, Option<String>)> = vec![(root.join(base).join("sysupdate.d"), None)];
+        if let Ok(entries) = std::fs::read_dir(root.join(base)) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(component) = name.strip_prefix("sysupdate.").and_then(|n| n.strip_suffix(".d"))
+                    && !component.is_empty()
+                {
+                    dirs.push((entry.path(), Some(component.to_string())));
+                }
+            }
+        }
+        for (dir, component) in dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let files = components.entry(component).or_default();
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".conf") || name.ends_with(".transfer") {
+                    files.entry(name).or_insert_with(|| entry.path());
+                }
             }
         }
     }
     let mut found = Vec::new();
-    for (dir, component) in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        let mut paths: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "conf" || e == "transfer"))
-            .collect();
-        paths.sort();
-        for path in paths {
+    for (component, files) in components {
+        let any_transfer = files.keys().any(|n| n.ends_with(".transfer"));
+        let suffix = if reads_transfer && any_transfer { ".transfer" } else { ".conf" };
+        for (_, path) in files.into_iter().filter(|(n, _)| n.ends_with(suffix)) {
+            if suffix == ".conf" && reads_transfer {
+                tracing::debug!("{}: as of systemd 257 transfer files should end in .transfer", path.display());
+            }
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             let transfer = transfer::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
             if transfer.source.get("Type") != Some("url-file") {
@@ -77,6 +95,7 @@ pub fn transfers(root: &Path) -> Result<Vec<Found>> {
             found.push(Found { extension, path, transfer });
         }
     }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)
 }
 
@@ -312,5 +331,38 @@ mod tests {
         }
         let found: Vec<String> = transfers(root.path()).unwrap().into_iter().map(|f| f.extension).collect();
         assert_eq!(found, ["demo", "other"], "the noop transfer is skipped");
+    }
+
+    /// systemd 257: a component with a `.transfer` ignores its `.conf` files, /etc overrides
+    /// /usr/lib file by file; before 257 only `.conf` files are read.
+    #[test]
+    fn transfer_files_are_chosen_like_systemd_sysupdate_does() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = |pattern: &str| TransferSpec {
+            name: "demo".into(),
+            base_url: "https://x".into(),
+            pattern: pattern.into(),
+            verify: true,
+            instances_max: 3,
+            description: String::new(),
+        };
+        for (dir, file, pattern) in [
+            ("etc/sysupdate.demo.d", "demo.transfer", "demo-@v-%a.raw"),
+            ("etc/sysupdate.demo.d", "demo-v1.0.conf", "demo-v1.0.@v-%a.raw"),
+            ("usr/lib/sysupdate.demo.d", "demo.transfer", "demo-v9.@v-%a.raw"),
+            ("usr/lib/sysupdate.other.d", "other.conf", "demo-v2.@v-%a.raw"),
+        ] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+            std::fs::write(root.path().join(dir).join(file), spec(pattern).render().unwrap()).unwrap();
+        }
+        let lib = root.path().join("usr/lib/x86_64-linux-gnu/systemd");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::write(lib.join("libsystemd-shared-257.so"), b"").unwrap();
+        let patterns = |root: &Path| -> Vec<String> {
+            transfers(root).unwrap().into_iter().map(|f| f.transfer.source.patterns().join(" ")).collect()
+        };
+        assert_eq!(patterns(root.path()), ["demo-@v-%a.raw", "demo-v2.@v-%a.raw"], "257");
+        std::fs::rename(lib.join("libsystemd-shared-257.so"), lib.join("libsystemd-shared-252.so")).unwrap();
+        assert_eq!(patterns(root.path()), ["demo-v1.0.@v-%a.raw", "demo-v2.@v-%a.raw"], "252 reads only .conf");
     }
 }
