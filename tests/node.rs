@@ -6,9 +6,9 @@ mod support;
 
 use std::path::PathBuf;
 
+use support::Run;
 use support::container::{Bind, Container, Systemd};
 use support::demo::Demo;
-use support::Run;
 
 /// The host side: the demo extension's recipe, upstream and images.
 struct Host {
@@ -30,14 +30,17 @@ impl Host {
 
     fn boot(&self, systemd: Systemd) -> Node {
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-        let container = Container::boot_on(systemd, &[
-            Bind {
-                host: exe.parent().unwrap().to_path_buf(),
-                container: exe.parent().unwrap().display().to_string(),
-                writable: false,
-            },
-            Bind { host: self.shared(), container: "/srv/bakery".into(), writable: true },
-        ]);
+        let container = Container::boot_on(
+            systemd,
+            &[
+                Bind {
+                    host: exe.parent().unwrap().to_path_buf(),
+                    container: exe.parent().unwrap().display().to_string(),
+                    writable: false,
+                },
+                Bind { host: self.shared(), container: "/srv/bakery".into(), writable: true },
+            ],
+        );
         container.write("/etc/bakery/node.toml", b"health_window = 3\n");
         Node { container, exe }
     }

@@ -109,7 +109,9 @@ pub fn consider(
     let was_up = before.is_some_and(|b| b.active_state == "active");
     if !first_activation && !was_up {
         let before = before.map(|b| b.to_string()).unwrap_or_else(|| "not loaded".to_string());
-        return Verdict::Excused(format!("{reason}, not counted: {unit} was not up before the update either ({before})"));
+        return Verdict::Excused(format!(
+            "{reason}, not counted: {unit} was not up before the update either ({before})"
+        ));
     }
     Verdict::Failed(reason)
 }
@@ -189,7 +191,8 @@ mod tests {
     /// Which failures count: exempt by the rule, not up before, first activation.
     #[test]
     fn health_considerations() {
-        let kubelet = HealthRule { require: Require::Active, unless_missing: Some("/var/lib/kubelet/config.yaml".into()) };
+        let kubelet =
+            HealthRule { require: Require::Active, unless_missing: Some("/var/lib/kubelet/config.yaml".into()) };
         let none = HealthRule { require: Require::None, unless_missing: None };
         assert!(exempt(Some(&kubelet), &|_| false).unwrap().contains("/var/lib/kubelet/config.yaml does not exist"));
         assert_eq!(exempt(Some(&kubelet), &|_| true), None, "the config exists: the rule applies");

@@ -42,7 +42,8 @@ pub fn restore(root: &Path, node_image: &str) -> Result<bool> {
         return Ok(true);
     }
     let Some(kept) = kept_path(root, node_image).filter(|k| k.is_file()) else { return Ok(false) };
-    std::fs::hard_link(&kept, &image).with_context(|| format!("restoring {} from {}", image.display(), kept.display()))?;
+    std::fs::hard_link(&kept, &image)
+        .with_context(|| format!("restoring {} from {}", image.display(), kept.display()))?;
     tracing::info!("restored {node_image}, which something removed, from {}", kept.display());
     Ok(true)
 }
@@ -120,7 +121,10 @@ mod tests {
         sync(root.path(), &records).unwrap();
         assert_eq!(
             kept(root.path(), "demo"),
-            ["/opt/extensions/demo/.bakery-keep/demo-v1-x86-64.raw", "/opt/extensions/demo/.bakery-keep/demo-v2-x86-64.raw"]
+            [
+                "/opt/extensions/demo/.bakery-keep/demo-v1-x86-64.raw",
+                "/opt/extensions/demo/.bakery-keep/demo-v2-x86-64.raw"
+            ]
         );
         // sysupdate's cleanup removes v1; a rollback to it gets it back
         std::fs::remove_file(dir.join("demo-v1-x86-64.raw")).unwrap();

@@ -290,7 +290,10 @@ mod tests {
     #[test]
     fn links_are_relative_like_systemd_sysupdate_writes_them() {
         let rel = |from: &str, to: &str| relative_to(Path::new(from), Path::new(to)).display().to_string();
-        assert_eq!(rel("/etc/extensions", "/opt/extensions/k/k-v1-x86-64.raw"), "../../opt/extensions/k/k-v1-x86-64.raw");
+        assert_eq!(
+            rel("/etc/extensions", "/opt/extensions/k/k-v1-x86-64.raw"),
+            "../../opt/extensions/k/k-v1-x86-64.raw"
+        );
         assert_eq!(rel("/tmp/r/etc/extensions", "/tmp/r/opt/extensions/k/a.raw"), "../../opt/extensions/k/a.raw");
         assert_eq!(rel("/var/lib/extensions", "/var/lib/extensions/a.raw"), "a.raw");
         assert_eq!(normalize(Path::new("/etc/extensions/../../opt/./x")), Path::new("/opt/x"));

@@ -5,8 +5,8 @@
 //! server running as its own user can serve what bakery publishes.
 
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
