@@ -1,6 +1,7 @@
 //! `bakery release`, `create --sysupdate` and `bakery butane`: a release directory that
 //! systemd-sysupdate can consume, checked with the real sha256sum, gpg and gpgv; transfer files,
-//! Butane and Ignition compared with golden files; Ignition parsed by the ignition-config crate.
+//! Butane and Ignition compared with golden files; Ignition parsed by the ignition-config crate
+//! and checked by the real `ignition-validate`.
 //! Debian 12 has no systemd-sysupdate, so a test plays its part over HTTP with bakery's
 //! `sysupdate::update` (read the transfer file, fetch SHA256SUMS and its signature, pick the
 //! newest match in systemd's version order, download, verify, place, link).
@@ -10,9 +11,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use base64::Engine;
 use support::fixtures::{Upstream, default_cni_version, mirror_args};
 use support::golden::assert_golden;
 use support::gpg::{EMAIL, Keyring};
+use support::ignition::assert_validates;
 use support::upstreams;
 use support::{Run, Server, bakery, dir_names, run};
 
@@ -275,15 +278,21 @@ fn butane_and_ignition_provision_the_images_with_their_hashes() {
     let keyring = Keyring::new();
     world.release(Some(&keyring), &["--base-url", BASE, "--sign-key", EMAIL]).expect_code(0);
     let yaml = butane(&world, &[]).expect_code(0).stdout;
-    assert_golden("butane/kubernetes-cni.bu", &yaml);
     let json = butane(&world, &["--ignition"]).expect_code(0).stdout;
-    assert_golden("butane/kubernetes-cni.ign", &json);
+    // The release's public key goes in as a data URL; the throwaway key differs on every run.
+    let key = std::fs::read(world.dist().join("import-pubring.gpg")).unwrap();
+    let key_url = format!("data:;base64,{}", base64::engine::general_purpose::STANDARD.encode(&key));
+    assert!(yaml.contains(&key_url) && json.contains(&key_url), "the key is in both");
+    assert_golden("butane/kubernetes-cni.bu", &yaml.replace(&key_url, "data:;base64,KEY"));
+    assert_golden("butane/kubernetes-cni.ign", &json.replace(&key_url, "data:;base64,KEY"));
 
     let (config, warnings) = ignition_config::Config::parse_str(&json).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
     assert!(matches!(config, ignition_config::Config::V3_3(_)));
+    assert_validates(&json);
     let newer = butane(&world, &["--ignition", "--butane-version", "1.1.0"]).expect_code(0).stdout;
     assert!(matches!(ignition_config::Config::parse_str(&newer).unwrap().0, ignition_config::Config::V3_4(_)));
+    assert_validates(&newer);
 
     // The Butane YAML says what the Ignition JSON says.
     let yaml: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
@@ -293,14 +302,33 @@ fn butane_and_ignition_provision_the_images_with_their_hashes() {
         sums.lines().find(|l| l.ends_with("kubernetes-v1.32.3-x86-64.raw")).unwrap().split_whitespace().next().unwrap();
     assert_eq!(yaml["storage"]["files"][0]["contents"]["verification"]["hash"], format!("sha256-{digest}"));
     assert_eq!(json["storage"]["files"][0]["contents"]["verification"]["hash"], format!("sha256-{digest}"));
-    for (y, j) in yaml["storage"]["files"].as_array().unwrap().iter().zip(json["storage"]["files"].as_array().unwrap())
-    {
+    let files = json["storage"]["files"].as_array().unwrap();
+    assert_eq!(yaml["storage"]["files"].as_array().unwrap().len(), files.len());
+    for (y, j) in yaml["storage"]["files"].as_array().unwrap().iter().zip(files) {
         assert_eq!(y["path"], j["path"]);
-        if let Some(inline) = y["contents"]["inline"].as_str() {
-            assert_eq!(decode_data_url(j["contents"]["source"].as_str().unwrap()), inline);
+        match y["contents"]["inline"].as_str() {
+            Some(inline) => assert_eq!(decode_data_url(j["contents"]["source"].as_str().unwrap()), inline),
+            None => assert_eq!(y["contents"]["source"], j["contents"]["source"]),
         }
     }
     assert_eq!(yaml["storage"]["links"], json["storage"]["links"]);
+    // Verify=yes: systemd-pull checks SHA256SUMS.gpg with /etc/systemd/import-pubring.gpg, and no other name.
+    let keyring = files.iter().find(|f| f["path"] == "/etc/systemd/import-pubring.gpg").expect("the keyring");
+    assert_eq!(keyring["mode"], 0o644);
+    let source = keyring["contents"]["source"].as_str().unwrap();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(source.strip_prefix("data:;base64,").unwrap());
+    assert!(decoded.unwrap() == key, "the keyring is the release's import-pubring.gpg");
+    // A fresh systemd 257 node lacks /etc/extensions, and sysupdate cannot create its CurrentSymlink there.
+    let directories: Vec<(&str, u64)> = json["storage"]["directories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["path"].as_str().unwrap(), d["mode"].as_u64().unwrap()))
+        .collect();
+    assert!(directories.contains(&("/etc/extensions", 0o755)), "{directories:?}");
+    let yaml_directories: Vec<&str> =
+        yaml["storage"]["directories"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert_eq!(yaml_directories, directories.iter().map(|(p, _)| *p).collect::<Vec<_>>());
     assert_eq!(yaml["systemd"], json["systemd"]);
 
     // The units are the ones shipped in units/, byte for byte.
@@ -327,6 +355,7 @@ fn butane_installs_bakery_itself_checked_by_its_sha256() {
     let json = butane(&world, &[&with[..], &["--ignition"]].concat()).expect_code(0).stdout;
     let (config, warnings) = ignition_config::Config::parse_str(&json).unwrap();
     assert!(warnings.is_empty() && matches!(config, ignition_config::Config::V3_3(_)), "{warnings:?}");
+    assert_validates(&json);
     let yaml = butane(&world, &with).expect_code(0).stdout;
     let yaml: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -341,8 +370,9 @@ fn butane_installs_bakery_itself_checked_by_its_sha256() {
     let refresh = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("units/bakery-refresh.service"));
     assert!(refresh.contains("for b in /opt/bin/bakery "), "the unit looks in /opt/bin first");
     // without it, no such file
-    let plain: serde_json::Value =
-        serde_json::from_str(&butane(&world, &["--ignition"]).expect_code(0).stdout).unwrap();
+    let plain = butane(&world, &["--ignition"]).expect_code(0).stdout;
+    assert_validates(&plain);
+    let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
     assert!(!plain["storage"]["files"].as_array().unwrap().iter().any(|f| f["path"] == "/opt/bin/bakery"));
 
     let unverified = butane(&world, &["--bakery-url", "https://example.org/bin/bakery"]).expect_code(2);
@@ -362,6 +392,33 @@ fn butane_refuses_what_it_cannot_verify_or_locate() {
     command.args(["butane", "kubernetes", "v1.32.3", "x86-64", "--base-url", "/srv/ext", "--dir"]).arg(world.dist());
     let relative = run(&mut command).expect_code(2);
     assert!(relative.stderr.contains("not an absolute http(s) URL"), "{}", relative.stderr);
+
+    // Verify=yes with nothing to verify: every update on the node would fail.
+    let unsigned = butane(&world, &[]).expect_code(2).stderr;
+    for needle in ["SHA256SUMS.gpg", "import-pubring.gpg", "bakery release", "--sign-key KEY", "--allow-unsigned"] {
+        assert!(unsigned.contains(needle), "missing {needle:?}: {unsigned}");
+    }
+    let consented = butane(&world, &["--allow-unsigned", "--ignition"]).expect_code(0);
+    assert_validates(&consented.stdout);
+    assert!(consented.stdout.contains("Verify%3Dno") && !consented.stdout.contains("import-pubring"));
+
+    // A signature the published key does not verify.
+    let keyring = Keyring::new();
+    world.release(Some(&keyring), &["--base-url", BASE, "--sign-key", EMAIL]).expect_code(0);
+    let dist = world.dist();
+    let key = std::fs::read(dist.join("import-pubring.gpg")).unwrap();
+    let other = Keyring::new();
+    let exported = Command::new("gpg").env("GNUPGHOME", other.path()).args(["--export", EMAIL]).output().unwrap();
+    assert!(exported.status.success() && !exported.stdout.is_empty());
+    std::fs::write(dist.join("import-pubring.gpg"), &exported.stdout).unwrap();
+    let mismatch = butane(&world, &[]).expect_code(2).stderr;
+    assert!(mismatch.contains("does not verify") && mismatch.contains("every update"), "{mismatch}");
+    std::fs::remove_file(dist.join("import-pubring.gpg")).unwrap();
+    let no_key = butane(&world, &[]).expect_code(2).stderr;
+    assert!(no_key.contains("no import-pubring.gpg") && !no_key.contains("no SHA256SUMS.gpg"), "{no_key}");
+    std::fs::write(dist.join("import-pubring.gpg"), key).unwrap();
+    butane(&world, &[]).expect_code(0);
+
     let mut command = bakery(world.home.path());
     command.args(["butane", "kubernetes", "v1.30.0", "x86-64", "--base-url", BASE, "--dir"]).arg(world.dist());
     let unknown = run(&mut command).expect_code(2);

@@ -1,6 +1,7 @@
 //! The Ignition JSON that Butane produces from `butane/flatcar.bu`, built from the same model:
 //! modes as decimal numbers, inline contents as `data:` URLs, units and drop-ins as units.
 
+use base64::Engine;
 use serde::Serialize;
 
 use super::NodeConfig;
@@ -91,6 +92,11 @@ pub fn data_url(contents: &str) -> String {
     out
 }
 
+/// Binary contents (a keyring) as a base64 `data:` URL, in Butane's `contents.source` too.
+pub fn base64_data_url(bytes: &[u8]) -> String {
+    format!("data:;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// The Ignition config as pretty JSON.
 pub fn to_ignition(config: &NodeConfig) -> String {
     let mut files = Vec::new();
@@ -119,10 +125,17 @@ pub fn to_ignition(config: &NodeConfig) -> String {
         mode: 0o644,
         contents: Contents { source: data_url(&config.noop.contents), verification: None },
     });
+    if let Some(keyring) = &config.keyring {
+        files.push(File {
+            path: keyring.path.clone(),
+            mode: keyring.mode,
+            contents: Contents { source: keyring.source.clone(), verification: None },
+        });
+    }
     let ignition = Config {
         ignition: Meta { version: config.ignition_version.clone() },
         storage: Storage {
-            directories: config.extensions.iter().map(|e| Directory { path: e.dir.clone(), mode: 0o755 }).collect(),
+            directories: config.directories.iter().map(|d| Directory { path: d.clone(), mode: 0o755 }).collect(),
             files,
             links: config
                 .extensions
@@ -157,5 +170,10 @@ mod tests {
     #[test]
     fn data_urls_percent_encode_everything_but_unreserved() {
         assert_eq!(super::data_url("a b\n[x]=1"), "data:,a%20b%0A%5Bx%5D%3D1");
+    }
+
+    #[test]
+    fn binary_data_urls_are_base64() {
+        assert_eq!(super::base64_data_url(&[0x99, 0x01, 0xff]), "data:;base64,mQH/");
     }
 }

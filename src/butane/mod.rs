@@ -1,20 +1,21 @@
 //! `bakery butane`: a Flatcar node config that provisions images from a release: the image
 //! downloaded with its sha256 checked, linked into `/etc/extensions`, systemd-sysupdate set up to
-//! follow patch releases, and the node refresh run after each update. One model renders both the
-//! Butane YAML (template `butane/flatcar.bu`) and the Ignition JSON Butane would produce.
+//! follow patch releases (with the release's public key when it verifies signatures), and the
+//! node refresh run after each update. One model renders both the Butane YAML (template
+//! `butane/flatcar.bu`) and the Ignition JSON Butane would produce.
 
 pub mod ignition;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::error::bad_input;
+use crate::error::{bad_input, describe};
 use crate::model::{Arch, ExtName, ExtVersion, Sha256};
-use crate::pipeline::publish;
+use crate::pipeline::publish::{self, SUMS_FILE};
 use crate::pipeline::render::Renderer;
-use crate::release::transfers;
+use crate::release::{PUBLIC_KEY_FILE, SIGNATURE_FILE, transfers};
 use crate::sysupdate::pattern::{extension_pattern, minor_pattern, minor_prefix};
 use crate::sysupdate::transfer::{Suffix, TransferSpec};
 
@@ -63,8 +64,9 @@ pub struct Request {
     /// Where the release is served.
     pub base_url: String,
     pub butane_version: ButaneVersion,
-    /// Where the images' SHA256SUMS (or the images) are.
+    /// Where the images' SHA256SUMS (or the images) are, with its signature and public key.
     pub dir: PathBuf,
+    /// Transfer files say Verify=yes: the release must be signed, and its key is installed.
     pub verify: bool,
     pub suffix: Suffix,
     /// bakery itself for `/opt/bin/bakery`: a URL and the binary's sha256.
@@ -94,6 +96,17 @@ pub struct NodeExtension {
     pub transfer: InlineFile,
 }
 
+/// A binary file written from a `data:;base64,` URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DataFile {
+    pub path: String,
+    pub mode: u32,
+    pub source: String,
+}
+
+/// Where systemd-sysupdate (systemd-pull) looks for the keys that sign `SHA256SUMS`: this name only.
+pub const NODE_KEYRING: &str = "/etc/systemd/import-pubring.gpg";
+
 /// A file downloaded to the node and checked against its sha256.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RemoteFile {
@@ -111,8 +124,13 @@ pub struct NodeConfig {
     pub ignition_version: String,
     pub arch: Arch,
     pub base_url: String,
+    /// Directories created with mode 0755: `/etc/extensions` (a fresh systemd 257 node lacks it,
+    /// and systemd-sysupdate cannot create its `CurrentSymlink` there) and each image's.
+    pub directories: Vec<String>,
     pub extensions: Vec<NodeExtension>,
     pub noop: InlineFile,
+    /// The release's public key as `/etc/systemd/import-pubring.gpg`, when transfers verify.
+    pub keyring: Option<DataFile>,
     /// bakery installed as `/opt/bin/bakery`, where `bakery-refresh.service` looks first.
     pub bakery: Option<RemoteFile>,
     pub units: Vec<UnitConfig>,
@@ -128,8 +146,15 @@ pub struct UnitConfig {
 }
 
 /// Builds the node config; each image's sha256 comes from `dir/SHA256SUMS` or the image itself.
+/// With `verify`, the release must be signed and its public key is installed on the node.
 pub fn plan(request: &Request) -> Result<NodeConfig> {
     let base_url = crate::release::base_url(&request.base_url)?;
+    let keyring = if request.verify {
+        let source = ignition::base64_data_url(&release_key(&request.dir)?);
+        Some(DataFile { path: NODE_KEYRING.into(), mode: 0o644, source })
+    } else {
+        None
+    };
     let sums = publish::read_sums(&request.dir)?;
     let ext = request.suffix.extension();
     let mut extensions = Vec::new();
@@ -179,11 +204,53 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
         ignition_version: request.butane_version.ignition().to_string(),
         arch: request.arch,
         base_url,
+        directories: std::iter::once("/etc/extensions".to_string())
+            .chain(extensions.iter().map(|e| e.dir.clone()))
+            .collect(),
         units: units(&extensions),
         extensions,
         noop: InlineFile { path: format!("/etc/sysupdate.d/{noop_name}"), contents: noop },
+        keyring,
         bakery,
     })
+}
+
+/// The public key of the signed release in `dir`, refused when the release is unsigned, and, where
+/// gpgv or gpg is installed, when `SHA256SUMS.gpg` does not verify with it: on the node, every
+/// update would then fail.
+fn release_key(dir: &Path) -> Result<Vec<u8>> {
+    let missing: Vec<String> = [SIGNATURE_FILE, PUBLIC_KEY_FILE]
+        .iter()
+        .filter(|f| !dir.join(f).is_file())
+        .map(|f| format!("no {f}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(bad_input(format!(
+            "transfer files say Verify=yes, but {} has {}: sign the release (`bakery release {} --sign-key KEY` writes both), or pass --allow-unsigned for Verify=no",
+            dir.display(),
+            missing.join(" and "),
+            dir.display()
+        )));
+    }
+    let key_path = dir.join(PUBLIC_KEY_FILE);
+    let key = std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    if key.is_empty() {
+        return Err(bad_input(format!("{} is empty: re-run `bakery release --sign-key KEY`", key_path.display())));
+    }
+    if ["gpgv", "gpg"].iter().any(|p| crate::util::find_program(p).is_some()) {
+        crate::util::gpg::verify_detached(&key_path, &dir.join(SUMS_FILE), &dir.join(SIGNATURE_FILE)).map_err(|e| {
+            bad_input(format!(
+                "{}: every update on the node would fail; re-sign with `bakery release {} --sign-key KEY`",
+                describe(&e),
+                dir.display()
+            ))
+        })?;
+    } else {
+        tracing::warn!(
+            "neither gpgv nor gpg is installed: not checking that {SIGNATURE_FILE} verifies with {PUBLIC_KEY_FILE}"
+        );
+    }
+    Ok(key)
 }
 
 /// The URL Ignition downloads bakery from: https, or http (the sha256 still protects it).

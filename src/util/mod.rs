@@ -1,4 +1,5 @@
-//! Small helpers shared by every stage: atomic file writes and terminal detection.
+//! Small helpers shared by every stage: atomic file writes, terminal detection and finding
+//! programs on `PATH`.
 
 pub mod atomic;
 pub mod cancel;
@@ -6,6 +7,7 @@ pub mod gpg;
 pub mod time;
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 /// Whether progress bars make sense: stderr is a terminal.
 pub fn stderr_is_terminal() -> bool {
@@ -24,8 +26,23 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// The first executable file called `program` in a directory of `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn programs_are_found_on_path() {
+        assert!(super::find_program("sh").is_some_and(|p| p.is_absolute() || p.exists()));
+        assert_eq!(super::find_program("no-such-program-bakery"), None);
+    }
+
     #[test]
     fn human_bytes_picks_the_unit() {
         assert_eq!(super::human_bytes(512), "512 B");

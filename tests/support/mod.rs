@@ -8,6 +8,7 @@ pub mod dns;
 pub mod fixtures;
 pub mod golden;
 pub mod gpg;
+pub mod ignition;
 pub mod kube_api;
 pub mod server;
 pub mod upstreams;
