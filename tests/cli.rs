@@ -31,6 +31,16 @@ fn help_lists_the_commands_and_create_shows_its_contract() {
 }
 
 #[test]
+fn butane_help_says_which_ignition_each_butane_version_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run(bakery(dir.path()).args(["butane", "--help"])).expect_code(0).stdout;
+    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    for needle in ["1.0.0 (Ignition spec 3.3.0)", "1.1.0 (spec 3.4.0", "Ignition 2.15 or later", "[default: 1.0.0]"] {
+        assert!(help.contains(needle), "{needle:?} missing from butane --help:\n{help}");
+    }
+}
+
+#[test]
 fn version_names_the_package_version() {
     let dir = tempfile::tempdir().unwrap();
     let version = run(bakery(dir.path()).arg("--version")).expect_code(0);

@@ -99,8 +99,8 @@ complete -c bakery -n "__fish_bakery_using_subcommand release" -s h -l help -d '
 complete -c bakery -n "__fish_bakery_using_subcommand release" -s V -l version -d 'Print version'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l base-url -d 'Where the release is served (what `bakery release --base-url` was given)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l with -d 'Another extension for the same node (repeatable)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand butane" -l dir -d 'Directory with the images\' SHA256SUMS (or the images) [default: .]' -r -F
-complete -c bakery -n "__fish_bakery_using_subcommand butane" -l butane-version -d 'Butane flatcar variant version: 1.0.0 or 1.1.0' -r
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l dir -d 'The release directory: SHA256SUMS (or the images), and SHA256SUMS.gpg and import-pubring.gpg unless --allow-unsigned' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l butane-version -d 'Butane flatcar variant version: 1.0.0 (Ignition spec 3.3.0) or 1.1.0 (spec 3.4.0, which needs Ignition 2.15 or later: Debian\'s Ignition 2.14 rejects it)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l bakery-url -d 'Also install bakery as /opt/bin/bakery from this URL (the static binary)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l bakery-sha256 -d 'The sha256 of the binary at --bakery-url (what scripts/build-static printed)' -r
@@ -109,7 +109,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand butane" -l mirror -d 'Rewr
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l ignition -d 'Print the Ignition JSON Butane would produce instead of Butane YAML'
-complete -c bakery -n "__fish_bakery_using_subcommand butane" -l allow-unsigned -d 'Transfer files say Verify=no (for releases published with --allow-unsigned)'
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l allow-unsigned -d 'Transfer files say Verify=no and no key is installed (for releases published with --allow-unsigned)'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -s h -l help -d 'Print help'

@@ -29,10 +29,12 @@ pub struct ButaneArgs {
     /// Another extension for the same node (repeatable)
     #[arg(long = "with", value_name = "EXT=VERSION")]
     pub with: Vec<String>,
-    /// Directory with the images' SHA256SUMS (or the images) [default: .]
+    /// The release directory: SHA256SUMS (or the images), and SHA256SUMS.gpg and
+    /// import-pubring.gpg unless --allow-unsigned
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
-    /// Butane flatcar variant version: 1.0.0 or 1.1.0
+    /// Butane flatcar variant version: 1.0.0 (Ignition spec 3.3.0) or 1.1.0 (spec 3.4.0, which
+    /// needs Ignition 2.15 or later: Debian's Ignition 2.14 rejects it)
     #[arg(long, value_name = "VERSION", default_value = "1.0.0")]
     pub butane_version: ButaneVersion,
     /// Print the Ignition JSON Butane would produce instead of Butane YAML
@@ -41,7 +43,8 @@ pub struct ButaneArgs {
     /// Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)
     #[arg(long, value_name = "SUFFIX", default_value = "conf")]
     pub transfer_suffix: Suffix,
-    /// Transfer files say Verify=no (for releases published with --allow-unsigned)
+    /// Transfer files say Verify=no and no key is installed (for releases published with
+    /// --allow-unsigned)
     #[arg(long)]
     pub allow_unsigned: bool,
     /// Also install bakery as /opt/bin/bakery from this URL (the static binary)
