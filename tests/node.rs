@@ -28,6 +28,10 @@ impl Host {
         Host { demo: Demo::new() }
     }
 
+    fn with_health_rule() -> Self {
+        Host { demo: Demo::with_health_rule() }
+    }
+
     fn boot(&self, systemd: Systemd) -> Node {
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
         let container = Container::boot_on(
@@ -269,7 +273,79 @@ fn doctor_checks_the_node_and_names_a_fix_for_what_fails(systemd: Systemd) {
     assert!(sick.stderr.contains("failed checks: release"), "{sick:?}");
 }
 
+/// kubelet's first activation: it crash-loops until `kubeadm join` writes its config, which its
+/// health rule says (`unless_missing`), so the first refresh of a fresh node activates it; once
+/// the config exists the rule applies, and a version that crashes even then is rolled back.
+fn a_kubelet_waiting_for_its_config_activates_and_its_rule_applies_once_configured(systemd: Systemd) {
+    let host = Host::with_health_rule();
+    let v1 = host.build_waiting_for_config("v1.0.0");
+    let v2 = host.build_waiting_for_config("v2.0.0");
+    let v3 = host.build("v3.0.0", "x86-64", true);
+    let node = host.boot(systemd);
+
+    node.stage_and_link(&v1);
+    let first = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(first.stdout.contains("demo: Activated: v1.0.0 active"), "{first:?}");
+    assert!(first.stdout.contains("not counted: /var/lib/kubelet/config.yaml does not exist yet"), "{first:?}");
+    assert_eq!(node.link(), format!("/opt/extensions/demo/{v1}"), "linked, not set aside");
+    assert_eq!(node.records()["extensions"]["demo"]["last_good"]["version"], "v1.0.0");
+
+    // kubeadm join wrote the config: from now on demo.service must stay up
+    node.container.sh("mkdir -p /var/lib/kubelet && touch /var/lib/kubelet/config.yaml").expect_code(0);
+    node.stage_and_link(&v2);
+    node.bakery(&["node", "refresh"]).expect_code(0);
+    assert_eq!(node.demo_state(), ("active".into(), "v2.0.0".into()));
+    node.stage_and_link(&v3);
+    let failed = node.bakery(&["node", "refresh"]).expect_code(1);
+    assert!(failed.stderr.contains("rolled back to v2.0.0"), "{failed:?}");
+    assert_eq!(node.demo_state(), ("active".into(), "v2.0.0".into()));
+}
+
+/// Without a rule: a first activation whose unit fails is reported failed but stays linked
+/// (there is nothing to go back to, and unlinking helps no one), and a later update of a unit
+/// that was not up before it either is not turned into a rollback.
+fn a_first_activation_never_unlinks_and_a_unit_down_before_is_not_a_rollback(systemd: Systemd) {
+    let host = Host::new();
+    let v1 = host.build_waiting_for_config("v1.0.0");
+    let v2 = host.build_waiting_for_config("v2.0.0");
+    let node = host.boot(systemd);
+
+    node.stage_and_link(&v1);
+    let first = node.bakery(&["node", "refresh"]).expect_code(1);
+    assert!(first.stderr.contains("stays linked"), "{first:?}");
+    assert_eq!(node.link(), format!("/opt/extensions/demo/{v1}"), "never unlinked");
+    assert_eq!(node.records()["extensions"]["demo"]["last_result"]["outcome"], "failed");
+    assert!(node.container.run(&["systemd-sysext", "list"]).stdout.contains("demo"), "still merged");
+
+    node.stage_and_link(&v2);
+    let second = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(second.stdout.contains("demo: Activated: v2.0.0 active"), "{second:?}");
+    assert!(second.stdout.contains("was not up before the update either"), "{second:?}");
+    assert_eq!(node.link(), format!("/opt/extensions/demo/{v2}"));
+}
+
+/// A step failing part way (here a restart unit that does not exist) is recorded as a failure,
+/// not lost because the run stopped early.
+fn a_failure_part_way_is_recorded(systemd: Systemd) {
+    let host = Host::new();
+    let v1 = host.build("v1.0.0", "x86-64", false);
+    let node = host.boot(systemd);
+    node.container.write(
+        "/etc/bakery/node.toml",
+        b"health_window = 3\n[extensions.demo]\nrestart_units = [\"no-such-unit.service\"]\n",
+    );
+    node.stage_and_link(&v1);
+    let failed = node.bakery(&["node", "refresh"]).expect_code(1);
+    assert!(failed.stderr.contains("no-such-unit.service"), "{failed:?}");
+    let result = &node.records()["extensions"]["demo"]["last_result"];
+    assert_eq!(result["outcome"], "failed", "{result}");
+    assert!(result["message"].as_str().unwrap().contains("no-such-unit.service"), "{result}");
+}
+
 on_both_systemds!(
+    a_kubelet_waiting_for_its_config_activates_and_its_rule_applies_once_configured,
+    a_first_activation_never_unlinks_and_a_unit_down_before_is_not_a_rollback,
+    a_failure_part_way_is_recorded,
     refresh_activates_upgrades_and_rolls_back_a_failing_version,
     invalid_images_are_refused_and_the_merged_state_is_untouched,
     node_update_stages_the_newest_match_from_a_served_release,

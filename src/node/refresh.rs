@@ -165,7 +165,9 @@ async fn activate<S: Systemd>(
         for (unit, extensions, verdict) in check_health(systemd, &plan, timing).await? {
             for extension in extensions {
                 let candidate = changed.iter().find(|c| c.linked.name == extension).expect("planned from changed");
-                let first = records.extensions.get(&extension).and_then(|r| r.active.as_ref()).is_none();
+                // nothing of this extension was ever activated or tried: there is no "before"
+                let first =
+                    records.extensions.get(&extension).is_none_or(|r| r.active.is_none() && r.last_result.is_none());
                 let exempt = decide::exempt(candidate.health.get(&unit), &|p| on_disk(root, p).exists());
                 let judged = decide::consider(&unit, verdict.clone(), exempt, before.get(&unit), first);
                 verdicts.entry(extension).or_default().push(judged);
@@ -272,7 +274,7 @@ async fn roll_back<S: Systemd>(
 ) -> Result<(Outcome, String)> {
     let name = &candidate.linked.name;
     let record = records.extension(name).clone();
-    let target = rollback_target(root, host, &record, candidate)?;
+    let target = rollback_target(root, host, records, &record, candidate)?;
     let Some((image, version)) = target else {
         let message = format!(
             "{reason} after {name} {}; no earlier image to go back to, so {name} {} stays linked",
@@ -300,6 +302,7 @@ async fn roll_back<S: Systemd>(
 fn rollback_target(
     root: &Path,
     host: &Host,
+    records: &Records,
     record: &ExtensionRecord,
     candidate: &Candidate,
 ) -> Result<Option<(String, String)>> {
@@ -311,12 +314,19 @@ fn rollback_target(
     {
         return Ok(Some((target.image, target.version)));
     }
+    let proven_bad = |version: &str| {
+        records.history.iter().any(|e| {
+            e.extension == *name
+                && e.version.as_deref() == Some(version)
+                && matches!(e.outcome, Outcome::RolledBack | Outcome::Failed)
+        })
+    };
     let mut earlier: Vec<(String, String)> = observe::staged(root, name)
         .into_iter()
         .chain(keep::kept(root, name))
         .filter(|image| *image != candidate.linked.node_image)
         .filter_map(|image| {
-            let checked = good(&image)?;
+            let checked = good(&image).filter(|c| !proven_bad(&c.version))?;
             let older = compare(&checked.version, &candidate.version).is_lt();
             let differs = hash_file(&on_disk(root, &image)).ok()?.0.to_string() != candidate.sha256;
             (older && differs).then_some((image, checked.version))

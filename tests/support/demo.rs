@@ -33,12 +33,25 @@ pub struct Demo {
     pub server: Server,
 }
 
+/// The kubelet's way: a service that fails until its config file exists.
+pub const WAITS_FOR_CONFIG: &str = "/var/lib/kubelet/config.yaml";
+
 impl Demo {
     pub fn new() -> Self {
+        Self::with_recipe(RECIPE)
+    }
+
+    /// The demo with a health rule like the kubernetes recipe's: demo.service counts only once
+    /// [`WAITS_FOR_CONFIG`] exists.
+    pub fn with_health_rule() -> Self {
+        Self::with_recipe(&format!("{RECIPE}health:\n  demo.service: {{ require: active, unless_missing: {WAITS_FOR_CONFIG} }}\n"))
+    }
+
+    fn with_recipe(recipe_yaml: &str) -> Self {
         let demo = Demo { dir: tempfile::tempdir().unwrap(), server: Server::start() };
         let recipe = demo.dir.path().join("extensions/demo");
         std::fs::create_dir_all(recipe.join("templates")).unwrap();
-        std::fs::write(recipe.join("recipe.yaml"), RECIPE).unwrap();
+        std::fs::write(recipe.join("recipe.yaml"), recipe_yaml).unwrap();
         std::fs::write(recipe.join("templates/demo.service"), UNIT).unwrap();
         std::fs::create_dir_all(demo.shared()).unwrap();
         demo
@@ -56,6 +69,20 @@ impl Demo {
         } else {
             format!("#!/bin/sh\necho {version} > /run/demo.version\nexec sleep infinity\n")
         };
+        self.build_script(version, arch, script)
+    }
+
+    /// Builds a demo `version` that exits 1 until [`WAITS_FOR_CONFIG`] exists, like kubelet
+    /// before `kubeadm join`.
+    pub fn build_waiting_for_config(&self, version: &str) -> String {
+        let script = format!(
+            "#!/bin/sh\n[ -f {WAITS_FOR_CONFIG} ] || {{ echo 'no {WAITS_FOR_CONFIG}' >&2; exit 1; }}\n\
+             echo {version} > /run/demo.version\nexec sleep infinity\n"
+        );
+        self.build_script(version, "x86-64", script)
+    }
+
+    fn build_script(&self, version: &str, arch: &str, script: String) -> String {
         let path = format!("/demo.example/{version}/demo");
         self.server.put(&format!("{path}.sha256"), sha256_hex(script.as_bytes()));
         self.server.put(&path, script);
