@@ -1,6 +1,6 @@
 //! `bakery doctor`: what bakery depends on, checked on this host, each with a fix.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -10,6 +10,7 @@ use super::systemd::{Bus, Systemd};
 use crate::error::describe;
 use crate::model::Mirrors;
 use crate::pipeline::http::Http;
+use crate::sysupdate::update::KEYRING;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,6 +104,90 @@ pub fn kernel_check(filesystems: &str, module_exists: &dyn Fn(&str) -> bool) -> 
     }
 }
 
+/// What signature checks on this node rely on.
+#[derive(Clone, Debug, Default)]
+pub struct Signatures {
+    /// The transfer files that say `Verify=yes`.
+    pub verifying: Vec<String>,
+    pub gpgv: bool,
+    pub gpg: bool,
+    /// systemd-sysupdate is installed: it verifies with gpg (systemd-pull), not gpgv.
+    pub sysupdate: bool,
+    /// Each keyring used, as the node names it, with its size where it exists.
+    pub keyrings: Vec<(String, Option<u64>)>,
+}
+
+/// Whether `Verify=yes` transfers can be verified: a verifier and a non-empty keyring.
+pub fn signatures_check(s: &Signatures) -> Check {
+    if s.verifying.is_empty() {
+        return check("signatures", Status::Ok, "no transfer file says Verify=yes (nothing to verify)", "");
+    }
+    let mut status = Status::Ok;
+    let (mut problems, mut fixes) = (Vec::new(), Vec::new());
+    if !s.gpgv && !s.gpg {
+        status = Status::Fail;
+        problems.push("neither gpgv nor gpg is installed".to_string());
+        fixes.push("install gpgv or gnupg (Debian: apt install gpgv)".to_string());
+    } else if s.sysupdate && !s.gpg {
+        status = Status::Warn;
+        problems.push("systemd-sysupdate verifies with gpg, which is missing (gpgv serves bakery only)".to_string());
+        fixes.push("install gnupg (Debian: apt install gnupg)".to_string());
+    }
+    for (keyring, size) in &s.keyrings {
+        let problem = match size {
+            None => format!("{keyring} is missing"),
+            Some(0) => format!("{keyring} is empty"),
+            Some(_) => continue,
+        };
+        status = Status::Fail;
+        problems.push(problem);
+        fixes.push(format!(
+            "install the release's import-pubring.gpg (`bakery release --sign-key` writes it) as {keyring}; `bakery butane` configs do"
+        ));
+    }
+    let keyrings: Vec<&str> = s.keyrings.iter().map(|(k, _)| k.as_str()).collect();
+    let detail = if problems.is_empty() {
+        let tool = if s.gpg && (s.sysupdate || !s.gpgv) { "gpg" } else { "gpgv" };
+        format!("Verify=yes in {}: {tool} checks SHA256SUMS.gpg with {}", s.verifying.join(", "), keyrings.join(", "))
+    } else {
+        format!("Verify=yes in {}, but {}", s.verifying.join(", "), problems.join("; "))
+    };
+    check("signatures", status, detail, fixes.join("; "))
+}
+
+/// The keyrings `SHA256SUMS.gpg` is checked with, as node paths: systemd-sysupdate reads only
+/// `/etc/systemd/import-pubring.gpg`; `bakery node update` the node config's `keyring` instead.
+pub fn keyrings(sysupdate: bool, configured: Option<&Path>) -> Vec<PathBuf> {
+    let systemd = Path::new("/").join(KEYRING);
+    match configured {
+        Some(k) if sysupdate && k != systemd => vec![systemd, k.to_path_buf()],
+        Some(k) => vec![k.to_path_buf()],
+        None => vec![systemd],
+    }
+}
+
+/// The URL to fetch a release's `SHA256SUMS` from, or the failed check: plain http is fetched
+/// where the transfer verifies the signature (which covers every digest, and systemd-sysupdate
+/// accepts it), otherwise only through a mirror configured for it.
+pub fn release_source(url: &str, verify: bool, origin: &str, mirrors: &Mirrors) -> Result<String, Check> {
+    let sums = format!("{}/SHA256SUMS", url.trim_end_matches('/'));
+    let resolved = if verify { mirrors.resolve_signed(&sums) } else { mirrors.resolve(&sums) };
+    resolved.map_err(|e| {
+        if !verify && sums.starts_with("http://") {
+            check(
+                "release",
+                Status::Fail,
+                format!("{sums}: plain http with Verify=no, so nothing vouches for what it serves"),
+                format!(
+                    "use an https URL in {origin}, sign the release (`bakery release --sign-key`, Verify=yes) or configure a mirror for it (--mirror FROM=TO)"
+                ),
+            )
+        } else {
+            check("release", Status::Fail, format!("{sums}: {}", describe(&e)), format!("check the URL in {origin}"))
+        }
+    })
+}
+
 /// Runs every check on the host at `root`.
 pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mirrors) -> Vec<Check> {
     let mut checks = Vec::new();
@@ -119,8 +204,13 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
     let modules = Path::new("/lib/modules").join(release.trim()).join("kernel/fs");
     checks.push(kernel_check(&filesystems, &|module| modules.join(module).exists()));
 
-    checks.push(writable(root, "etc/extensions", "extensions"));
-    checks.push(writable(root, "var/lib/bakery", "records"));
+    checks.push(writable(
+        root,
+        "etc/extensions",
+        "extensions",
+        Some("mkdir -p /etc/extensions: systemd-sysupdate cannot create its CurrentSymlink without it (bakery creates it itself)"),
+    ));
+    checks.push(writable(root, "var/lib/bakery", "records", None));
 
     checks.push(match Bus::connect().await {
         Ok(bus) => match bus.state("dbus.service").await {
@@ -145,17 +235,33 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
         )
     });
 
-    let mut urls: Vec<(String, String)> = Vec::new();
+    let found = super::update::transfers(root).unwrap_or_default();
+    let on_node = |path: &Path| root.join(path.strip_prefix("/").unwrap_or(path));
+    let keyrings: Vec<(String, Option<u64>)> = keyrings(sysupdate, config.keyring.as_deref())
+        .into_iter()
+        .map(|k| (k.display().to_string(), std::fs::metadata(on_node(&k)).ok().map(|m| m.len())))
+        .collect();
+    let signatures = Signatures {
+        verifying: found.iter().filter(|f| f.transfer.verify).map(|f| node_path(root, &f.path)).collect(),
+        gpgv: crate::util::find_program("gpgv").is_some(),
+        gpg: crate::util::find_program("gpg").is_some(),
+        sysupdate,
+        keyrings,
+    };
+    checks.push(signatures_check(&signatures));
+
+    // (url, Verify=yes, where it is configured)
+    let mut urls: Vec<(String, bool, String)> = Vec::new();
     if let Some(url) = &config.release_url {
-        urls.push((url.clone(), "release_url in /etc/bakery/node.toml".to_string()));
+        // `bakery node update` verifies a release_url where the node has a keyring
+        let keyring = config.keyring.as_deref().map(on_node).unwrap_or_else(|| root.join(KEYRING));
+        urls.push((url.clone(), keyring.is_file(), "release_url in /etc/bakery/node.toml".to_string()));
     }
-    if let Ok(found) = super::update::transfers(root) {
-        for f in found {
-            if let Some(url) = f.transfer.source.get("Path")
-                && !urls.iter().any(|(u, _)| u == url)
-            {
-                urls.push((url.to_string(), f.path.display().to_string()));
-            }
+    for f in &found {
+        if let Some(url) = f.transfer.source.get("Path")
+            && !urls.iter().any(|(u, v, _)| u == url && *v == f.transfer.verify)
+        {
+            urls.push((url.to_string(), f.transfer.verify, node_path(root, &f.path)));
         }
     }
     if urls.is_empty() {
@@ -166,18 +272,22 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
             "install transfer files (bakery butane does) or set release_url",
         ));
     }
-    for (url, origin) in urls {
-        let sums = format!("{}/SHA256SUMS", url.trim_end_matches('/'));
-        let result = match mirrors.resolve(&sums) {
-            Ok(fetch) => http.get_small(&fetch).await.map(|_| fetch),
-            Err(e) => Err(e),
+    for (url, verify, origin) in urls {
+        let fetch = match release_source(&url, verify, &origin, mirrors) {
+            Ok(fetch) => fetch,
+            Err(failed) => {
+                checks.push(failed);
+                continue;
+            }
         };
-        checks.push(match result {
-            Ok(fetched) => check("release", Status::Ok, format!("{fetched} answers (from {origin})"), ""),
+        let signed =
+            if verify && fetch.starts_with("http://") { "; plain http, the signature vouches for it" } else { "" };
+        checks.push(match http.get_small(&fetch).await {
+            Ok(_) => check("release", Status::Ok, format!("{fetch} answers (from {origin}{signed})"), ""),
             Err(e) => check(
                 "release",
                 Status::Fail,
-                format!("{sums}: {}", describe(&e)),
+                format!("{fetch}: {}", describe(&e)),
                 format!("check the URL in {origin}, the network and any mirror"),
             ),
         });
@@ -185,21 +295,41 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
     checks
 }
 
+/// `path` (on disk, under `root`) as the node names it.
+fn node_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root).map(|p| Path::new("/").join(p)).unwrap_or_else(|_| path.to_path_buf()).display().to_string()
+}
+
 /// Whether bakery can write in `root/rel`, or create it (checked in its nearest existing parent,
 /// without creating anything).
-fn writable(root: &Path, rel: &str, name: &str) -> Check {
+fn writable(root: &Path, rel: &str, name: &str, missing_fix: Option<&str>) -> Check {
     let dir = root.join(rel);
     let existing = dir.ancestors().find(|d| d.is_dir()).unwrap_or(root);
-    let result = tempfile::NamedTempFile::new_in(existing).map(drop);
-    let what = if existing == dir { format!("/{rel} is writable") } else { format!("/{rel} can be created") };
-    match result {
-        Ok(()) => check(name, Status::Ok, what, ""),
-        Err(e) => check(
+    let probe = tempfile::NamedTempFile::new_in(existing)
+        .map(drop)
+        .map_err(|e| format!("{e} ({} is not writable)", existing.display()));
+    directory_check(name, rel, existing == dir, probe, missing_fix)
+}
+
+/// The check of a directory bakery writes in, from whether it exists and whether a file could be
+/// created in it or its nearest existing parent; with `missing_fix`, a missing one is a warning.
+pub fn directory_check(
+    name: &str,
+    rel: &str,
+    exists: bool,
+    probe: Result<(), String>,
+    missing_fix: Option<&str>,
+) -> Check {
+    match (probe, exists, missing_fix) {
+        (Err(e), _, _) => check(
             name,
             Status::Fail,
-            format!("/{rel}: {e} ({} is not writable)", existing.display()),
+            format!("/{rel}: {e}"),
             format!("run as root, and make /{rel} writable (not on a read-only /etc or /var)"),
         ),
+        (Ok(()), true, _) => check(name, Status::Ok, format!("/{rel} is writable"), ""),
+        (Ok(()), false, Some(fix)) => check(name, Status::Warn, format!("/{rel} is missing (it can be created)"), fix),
+        (Ok(()), false, None) => check(name, Status::Ok, format!("/{rel} can be created"), ""),
     }
 }
 
@@ -246,5 +376,152 @@ mod tests {
         let missing = kernel_check("nodev\tproc\n", &|_| false);
         assert_eq!(missing.status, Status::Fail);
         assert!(missing.detail.contains("squashfs, overlay"));
+    }
+
+    #[test]
+    fn signatures_need_a_verifier_and_a_keyring_where_a_transfer_verifies() {
+        let keyring = "/etc/systemd/import-pubring.gpg";
+        let setup = |verifying: &[&str], gpgv, gpg, sysupdate, size: Option<u64>| Signatures {
+            verifying: verifying.iter().map(|v| v.to_string()).collect(),
+            gpgv,
+            gpg,
+            sysupdate,
+            keyrings: vec![(keyring.to_string(), size)],
+        };
+        let demo = ["/etc/sysupdate.demo.d/demo.conf"];
+        // (setup, status, in the detail, in the fix)
+        let table = [
+            (setup(&[], false, false, true, None), Status::Ok, "no transfer file says Verify=yes", ""),
+            (
+                setup(&demo, true, false, false, Some(400)),
+                Status::Ok,
+                "gpgv checks SHA256SUMS.gpg with /etc/systemd",
+                "",
+            ),
+            (setup(&demo, false, true, true, Some(400)), Status::Ok, "gpg checks", ""),
+            (
+                setup(&demo, false, false, false, Some(400)),
+                Status::Fail,
+                "neither gpgv nor gpg",
+                "install gpgv or gnupg",
+            ),
+            (setup(&demo, true, false, true, Some(400)), Status::Warn, "systemd-sysupdate verifies with gpg", "gnupg"),
+            (setup(&demo, true, true, true, None), Status::Fail, "import-pubring.gpg is missing", "bakery butane"),
+            (
+                setup(&demo, true, true, true, Some(0)),
+                Status::Fail,
+                "import-pubring.gpg is empty",
+                "import-pubring.gpg",
+            ),
+        ];
+        for (signatures, status, detail, fix) in table {
+            let got = signatures_check(&signatures);
+            assert_eq!((got.check.as_str(), got.status), ("signatures", status), "{signatures:?}: {got:?}");
+            assert!(got.detail.contains(detail) && got.fix.contains(fix), "{signatures:?}: {got:?}");
+            assert_eq!(got.fix.is_empty(), status == Status::Ok, "{got:?}");
+        }
+        let both = signatures_check(&setup(&demo, false, false, false, None));
+        assert!(
+            both.detail.contains("neither") && both.detail.contains("missing") && both.fix.contains("; "),
+            "{both:?}"
+        );
+    }
+
+    #[test]
+    fn keyrings_are_systemds_and_the_configured_one() {
+        let systemd = PathBuf::from("/etc/systemd/import-pubring.gpg");
+        let other = Path::new("/etc/bakery/release.gpg");
+        assert_eq!(keyrings(true, None), vec![systemd.clone()]);
+        assert_eq!(keyrings(false, Some(other)), [other.to_path_buf()], "bakery node update reads only that one");
+        assert_eq!(
+            keyrings(true, Some(other)),
+            [systemd.clone(), other.to_path_buf()],
+            "systemd-sysupdate reads its own"
+        );
+        assert_eq!(keyrings(true, Some(&systemd)), vec![systemd.clone()]);
+    }
+
+    #[test]
+    fn plain_http_releases_are_fine_only_when_signed_or_mirrored() {
+        let none = Mirrors::default();
+        let mirrored = Mirrors::new(["http://plain.example=http://10.0.0.1/ext".parse().unwrap()]);
+        let origin = "/etc/sysupdate.demo.d/demo.conf";
+        // (url, Verify=yes, mirrors, fetched)
+        let ok = [
+            ("https://example.org/ext", false, &none, "https://example.org/ext/SHA256SUMS"),
+            ("https://example.org/ext/", true, &none, "https://example.org/ext/SHA256SUMS"),
+            ("http://plain.example/ext", true, &none, "http://plain.example/ext/SHA256SUMS"),
+            ("http://plain.example/ext", false, &mirrored, "http://10.0.0.1/ext/ext/SHA256SUMS"),
+        ];
+        for (url, verify, mirrors, fetched) in ok {
+            assert_eq!(release_source(url, verify, origin, mirrors).unwrap(), fetched, "{url} verify={verify}");
+        }
+        let unsigned = release_source("http://plain.example/ext", false, origin, &none).unwrap_err();
+        assert_eq!((unsigned.check.as_str(), unsigned.status), ("release", Status::Fail));
+        assert!(unsigned.detail.contains("plain http with Verify=no"), "{unsigned:?}");
+        for remedy in ["https", origin, "sign the release", "--sign-key", "mirror"] {
+            assert!(unsigned.fix.contains(remedy), "{remedy:?} missing: {unsigned:?}");
+        }
+        let ftp = release_source("ftp://example.org/ext", true, origin, &none).unwrap_err();
+        assert!(ftp.status == Status::Fail && ftp.fix.contains(origin), "{ftp:?}");
+    }
+
+    #[test]
+    fn a_missing_extensions_directory_is_a_warning_with_the_command_to_create_it() {
+        let fix = Some("mkdir -p /etc/extensions: systemd-sysupdate cannot create its CurrentSymlink");
+        let present = directory_check("extensions", "etc/extensions", true, Ok(()), fix);
+        assert_eq!((present.status, present.detail.as_str()), (Status::Ok, "/etc/extensions is writable"));
+        let missing = directory_check("extensions", "etc/extensions", false, Ok(()), fix);
+        assert_eq!(missing.status, Status::Warn);
+        assert!(
+            missing.detail.contains("missing") && missing.fix.starts_with("mkdir -p /etc/extensions"),
+            "{missing:?}"
+        );
+        let records = directory_check("records", "var/lib/bakery", false, Ok(()), None);
+        assert_eq!((records.status, records.detail.as_str()), (Status::Ok, "/var/lib/bakery can be created"));
+        let read_only = directory_check("extensions", "etc/extensions", true, Err("read-only".into()), fix);
+        assert!(read_only.status == Status::Fail && read_only.fix.contains("writable"), "{read_only:?}");
+    }
+
+    #[test]
+    fn doctor_on_a_root_with_signed_transfers_checks_the_keyring_and_the_extensions_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let spec = crate::sysupdate::transfer::TransferSpec {
+            name: "demo".into(),
+            base_url: "http://127.0.0.1:9/ext".into(),
+            pattern: crate::sysupdate::pattern::extension_pattern("demo"),
+            verify: true,
+            instances_max: 3,
+            description: String::new(),
+        };
+        std::fs::create_dir_all(root.path().join("etc/sysupdate.demo.d")).unwrap();
+        std::fs::write(root.path().join("etc/sysupdate.demo.d/demo.conf"), spec.render().unwrap()).unwrap();
+        let once = crate::pipeline::http::RetryPolicy { attempts: 1, first_delay: std::time::Duration::ZERO };
+        let http = Http::new(once).unwrap();
+        let run = || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(doctor(root.path(), &NodeConfig::default(), &http, &Mirrors::default()))
+        };
+        let find = |checks: &[Check], name: &str| checks.iter().find(|c| c.check == name).cloned().unwrap();
+
+        let checks = run();
+        let signatures = find(&checks, "signatures");
+        assert_eq!(signatures.status, Status::Fail, "{signatures:?}");
+        assert!(signatures.detail.contains("/etc/sysupdate.demo.d/demo.conf"), "{signatures:?}");
+        assert!(signatures.detail.contains("/etc/systemd/import-pubring.gpg is missing"), "{signatures:?}");
+        let extensions = find(&checks, "extensions");
+        assert_eq!(extensions.status, Status::Warn, "{extensions:?}");
+        let release = find(&checks, "release");
+        assert!(!release.detail.contains("refusing plain http"), "signed, so plain http is fetched: {release:?}");
+        assert!(release.detail.starts_with("http://127.0.0.1:9/ext/SHA256SUMS"), "{release:?}");
+
+        std::fs::create_dir_all(root.path().join("etc/systemd")).unwrap();
+        std::fs::write(root.path().join("etc/systemd/import-pubring.gpg"), b"\x99\x00\x33").unwrap();
+        std::fs::create_dir_all(root.path().join("etc/extensions")).unwrap();
+        let checks = run();
+        let signatures = find(&checks, "signatures");
+        let verifier = crate::util::find_program("gpgv").or_else(|| crate::util::find_program("gpg"));
+        assert_eq!(signatures.status == Status::Ok, verifier.is_some(), "{signatures:?}");
+        assert_eq!(find(&checks, "extensions").status, Status::Ok);
     }
 }
