@@ -315,3 +315,177 @@ fn bakery_node_update_agrees_with_the_real_sysupdate() {
     let (_, last) = with_state("bakery", "true");
     assert_eq!(last.images.len(), 3, "InstancesMax=3 removed the two oldest in both: {last:?}");
 }
+
+/// The real sysupdate's `InstancesMax=` cleanup deletes the image bakery rolled back to (it
+/// knows nothing of rollbacks); the next bad update still rolls back to it, from the copy bakery
+/// keeps, instead of unlinking the extension.
+#[test]
+fn a_rollback_image_removed_by_instances_max_is_still_there_to_roll_back_to() {
+    if !Systemd::V257.available("a_rollback_image_removed_by_instances_max_is_still_there_to_roll_back_to") {
+        return;
+    }
+    let world = World::new(&["v1.0.0"]);
+    world.release(true, "transfer", &["--instances-max", "2"]);
+    let node = world.boot();
+    node.provision("demo.transfer");
+    let update_and_refresh = |expect: i32| {
+        node.sysupdate("-C demo update").expect_code(0);
+        node.bakery(&["node", "refresh"]).expect_code(expect)
+    };
+    update_and_refresh(0);
+    let version = || node.container.read("/run/demo.version").trim().to_string();
+    assert_eq!(version(), "v1.0.0");
+
+    world.build("v1.1.0", true);
+    world.release(true, "transfer", &["--instances-max", "2"]);
+    let first = update_and_refresh(1);
+    assert!(first.stderr.contains("rolled back to v1.0.0"), "{first:?}");
+
+    // v1.2.0 is bad too; sysupdate makes room for it by deleting v1.0.0, the oldest
+    world.build("v1.2.0", true);
+    world.release(true, "transfer", &["--instances-max", "2"]);
+    node.sysupdate("-C demo update").expect_code(0);
+    assert_eq!(node.installed().images, [format!("{} 644", image("v1.1.0")), format!("{} 644", image("v1.2.0"))]);
+    let second = node.bakery(&["node", "refresh"]).expect_code(1);
+    assert!(second.stderr.contains("rolled back to v1.0.0"), "{second:?}");
+    assert_eq!(node.installed().link, format!("../../opt/extensions/demo/{}", image("v1.0.0")));
+    assert_eq!(version(), "v1.0.0");
+    assert_eq!(node.container.run(&["systemctl", "is-active", "demo.service"]).stdout.trim(), "active");
+}
+
+/// Decodes an Ignition `data:` URL (`data:,percent-encoded` or `data:;base64,...`).
+fn data_url(url: &str) -> Vec<u8> {
+    use base64::Engine;
+    let (meta, data) = url.strip_prefix("data:").and_then(|u| u.split_once(',')).expect("a data URL");
+    if meta.ends_with(";base64") {
+        return base64::engine::general_purpose::STANDARD.decode(data).unwrap();
+    }
+    let mut out = Vec::new();
+    let mut bytes = data.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next().unwrap(), bytes.next().unwrap()];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+        } else {
+            out.push(b);
+        }
+    }
+    out
+}
+
+impl Node {
+    /// Does what Ignition does with the config `bakery butane --ignition` wrote (after the real
+    /// ignition-validate accepted it): directories, files (data URLs decoded; downloads taken
+    /// from the release directory and checked against `verification.hash`), links, units and
+    /// drop-ins, enabled units.
+    fn apply_ignition(&self, json: &str, release: &std::path::Path) {
+        support::ignition::assert_validates(json);
+        let config: serde_json::Value = serde_json::from_str(json).unwrap();
+        let storage = &config["storage"];
+        for dir in storage["directories"].as_array().into_iter().flatten() {
+            self.container.run(&["mkdir", "-p", dir["path"].as_str().unwrap()]).expect_code(0);
+        }
+        for file in storage["files"].as_array().into_iter().flatten() {
+            let path = file["path"].as_str().unwrap();
+            let source = file["contents"]["source"].as_str().unwrap();
+            if source.starts_with("data:") {
+                self.container.write(path, &data_url(source));
+            } else {
+                // the release's images, or bakery itself (bound into the node at its host path)
+                let name = source.rsplit('/').next().unwrap();
+                let host = if name == "bakery" { self.exe.clone() } else { release.join(name) };
+                let bytes = std::fs::read(&host).unwrap_or_else(|e| panic!("{source}: {e}"));
+                let hash = file["contents"]["verification"]["hash"].as_str().unwrap();
+                assert_eq!(hash, format!("sha256-{}", support::fixtures::sha256_hex(&bytes)), "{path}");
+                let copy = format!("mkdir -p \"$(dirname {path})\" && cp {} {path}", host.display());
+                let copy = if name == "bakery" {
+                    copy
+                } else {
+                    format!("mkdir -p \"$(dirname {path})\" && cp /srv/bakery/{name} {path}")
+                };
+                self.container.sh(&copy).expect_code(0);
+            }
+            let mode = format!("{:o}", file["mode"].as_u64().unwrap());
+            self.container.run(&["chmod", &mode, path]).expect_code(0);
+        }
+        for link in storage["links"].as_array().into_iter().flatten() {
+            let (path, target) = (link["path"].as_str().unwrap(), link["target"].as_str().unwrap());
+            self.container.run(&["ln", "-sfn", target, path]).expect_code(0);
+        }
+        for unit in config["systemd"]["units"].as_array().into_iter().flatten() {
+            let name = unit["name"].as_str().unwrap();
+            if let Some(contents) = unit["contents"].as_str() {
+                self.container.write(&format!("/etc/systemd/system/{name}"), contents.as_bytes());
+            }
+            for dropin in unit["dropins"].as_array().into_iter().flatten() {
+                let path = format!("/etc/systemd/system/{name}.d/{}", dropin["name"].as_str().unwrap());
+                self.container.write(&path, dropin["contents"].as_str().unwrap().as_bytes());
+            }
+            if unit["enabled"].as_bool() == Some(true) {
+                self.container.run(&["systemctl", "enable", name]).expect_code(0);
+            }
+        }
+        self.container.run(&["systemctl", "daemon-reload"]).expect_code(0);
+    }
+}
+
+/// The node `bakery butane` provisions, end to end on systemd 257: the Ignition config (checked
+/// by the real ignition-validate) applied, bakery at /opt/bin/bakery, the first image activated;
+/// then a new patch release is installed by the real `systemd-sysupdate.service` (its drop-in
+/// runs the extension's component, with the release's key where 257 looks for it) and activated
+/// by `bakery-refresh.service`, which that drop-in starts. A test-only drop-in clears the unit's
+/// `ConditionVirtualization=!container`.
+#[test]
+fn the_butane_unit_chain_installs_and_activates_an_update() {
+    if !Systemd::V257.available("the_butane_unit_chain_installs_and_activates_an_update") {
+        return;
+    }
+    let world = World::new(&["v1.0.0"]);
+    world.release(true, "transfer", &[]);
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
+    let digest = support::fixtures::sha256_hex(&std::fs::read(&exe).unwrap());
+    let mut butane = bakery(world.demo.dir.path());
+    butane.arg("--extensions-dir").arg(world.demo.dir.path().join("extensions"));
+    butane.args(["butane", "demo", "v1.0.0", "x86-64", "--base-url", &world.base_url(), "--ignition"]);
+    butane.args(["--transfer-suffix", "transfer", "--bakery-url", "https://bin.example/bakery"]);
+    butane.args(["--bakery-sha256", &digest, "--dir"]).arg(world.demo.shared());
+    let json = run(&mut butane).expect_code(0).stdout;
+    let node = world.boot();
+    node.container.sh("rm -rf /etc/extensions").expect_code(0);
+    node.apply_ignition(&json, &world.demo.shared());
+    node.container.write(
+        "/etc/systemd/system/systemd-sysupdate.service.d/00-test-container.conf",
+        b"[Unit]\nConditionVirtualization=\n",
+    );
+    node.container.run(&["systemctl", "daemon-reload"]).expect_code(0);
+    let key = std::fs::read(world.demo.shared().join("import-pubring.gpg")).unwrap();
+    let installed = node.container.run(&["sha256sum", "/etc/systemd/import-pubring.gpg"]).stdout;
+    assert!(installed.starts_with(&support::fixtures::sha256_hex(&key)), "the release's key: {installed}");
+
+    // the first boot: systemd-sysext merges what Ignition linked, bakery activates it
+    node.container.run(&["systemctl", "start", "bakery-refresh.service"]).expect_code(0);
+    assert_eq!(node.container.read("/run/demo.version").trim(), "v1.0.0");
+    // a test-only drop-in reports the end of bakery-refresh.service's next run through a FIFO
+    node.container.write(
+        "/etc/systemd/system/bakery-refresh.service.d/99-test-done.conf",
+        b"[Service]\nExecStopPost=/bin/sh -c 'echo \"$SERVICE_RESULT\" > /run/bakery-refresh.done'\n",
+    );
+    node.container.sh("mkfifo /run/bakery-refresh.done && systemctl daemon-reload").expect_code(0);
+
+    world.build("v1.0.1", false);
+    world.release(true, "transfer", &[]);
+    node.container.run(&["systemctl", "start", "systemd-sysupdate.service"]).expect_code(0);
+    assert_eq!(
+        node.installed().link,
+        format!("../../opt/extensions/demo/{}", image("v1.0.1")),
+        "sysupdate installed it"
+    );
+    // bakery-refresh.service was queued (--no-block) by the drop-in: wait for that run to end
+    let done = node.container.run(&["timeout", "60", "cat", "/run/bakery-refresh.done"]);
+    let journal = || node.container.sh("journalctl --no-pager -n 40").stdout;
+    assert_eq!(done.stdout.trim(), "success", "bakery-refresh.service: {done:?}\n{}", journal());
+    assert_eq!(node.container.read("/run/demo.version").trim(), "v1.0.1", "activated by bakery-refresh.service");
+    let records: serde_json::Value =
+        serde_json::from_str(&node.container.read("/var/lib/bakery/versions.json")).unwrap();
+    assert_eq!(records["extensions"]["demo"]["active"]["version"], "v1.0.1");
+}
