@@ -44,7 +44,9 @@ impl Demo {
     /// The demo with a health rule like the kubernetes recipe's: demo.service counts only once
     /// [`WAITS_FOR_CONFIG`] exists.
     pub fn with_health_rule() -> Self {
-        Self::with_recipe(&format!("{RECIPE}health:\n  demo.service: {{ require: active, unless_missing: {WAITS_FOR_CONFIG} }}\n"))
+        Self::with_recipe(&format!(
+            "{RECIPE}health:\n  demo.service: {{ require: active, unless_missing: {WAITS_FOR_CONFIG} }}\n"
+        ))
     }
 
     fn with_recipe(recipe_yaml: &str) -> Self {
