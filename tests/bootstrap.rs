@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde_json::Value;
-use support::container::{Bind, Container};
+use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::fixtures::sha256_hex;
 use support::{Run, Server, bakery, root_or_skip, run};
@@ -410,17 +410,13 @@ fn the_shipped_worker_components_render_valid_configuration() {
 }
 
 /// On a real systemd: install, re-run, upgrade, a failing script and its resumption, an extension.
-#[test]
-fn bootstrap_on_a_real_systemd_changes_only_what_changed() {
-    if !root_or_skip("bootstrap_on_a_real_systemd_changes_only_what_changed") {
-        return;
-    }
+fn bootstrap_on_a_real_systemd_changes_only_what_changed(systemd: Systemd) {
     let demo = Demo::new();
     demo.build("v1.0.0", "x86-64", false);
     demo.release();
     write_components(&demo.shared().join("components"));
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-    let node = Container::boot(&[
+    let node = Container::boot_on(systemd, &[
         Bind { host: exe.parent().unwrap().to_path_buf(), container: "/srv/bin".into(), writable: false },
         Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: true },
     ]);
@@ -504,3 +500,5 @@ fn bootstrap_on_a_real_systemd_changes_only_what_changed() {
     assert!(node.run(&["test", "-e", "/etc/systemd/system/greeter.service"]).code != 0, "r4 removed greeter");
     assert_eq!(node.run(&["systemctl", "is-active", "greeter.service"]).stdout.trim(), "inactive");
 }
+
+on_both_systemds!(bootstrap_on_a_real_systemd_changes_only_what_changed);

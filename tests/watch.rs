@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::container::{Bind, Container};
+use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::kube_api::{KubeApi, View};
 use support::root_or_skip;
@@ -532,11 +532,7 @@ fn the_fake_api_merges_conditions_by_type_like_a_strategic_merge_patch() {
 
 /// The shipped unit on a real systemd: `Type=notify` readiness, a target activated with the
 /// demo's service restarted, a crashing version rolled back and reported, a clean stop.
-#[test]
-fn the_unit_follows_targets_on_a_real_systemd_and_rolls_back() {
-    if !root_or_skip("the_unit_follows_targets_on_a_real_systemd_and_rolls_back") {
-        return;
-    }
+fn the_unit_follows_targets_on_a_real_systemd_and_rolls_back(systemd: Systemd) {
     let demo = Demo::new();
     demo.build("v1.0.0", "x86-64", false);
     demo.build("v2.0.0", "x86-64", true);
@@ -545,7 +541,7 @@ fn the_unit_follows_targets_on_a_real_systemd_and_rolls_back() {
     api.add_node(NODE);
     api.kubeconfig(&demo.shared());
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-    let container = Container::boot(&[
+    let container = Container::boot_on(systemd, &[
         Bind { host: exe.parent().unwrap().to_path_buf(), container: "/srv/bin".into(), writable: false },
         Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: true },
     ]);
@@ -591,3 +587,5 @@ fn the_unit_follows_targets_on_a_real_systemd_and_rolls_back() {
     let state = container.run(&["systemctl", "show", "-P", "Result", "bakery-watch.service"]);
     assert_eq!(state.stdout.trim(), "success", "a clean stop");
 }
+
+on_both_systemds!(the_unit_follows_targets_on_a_real_systemd_and_rolls_back);

@@ -216,14 +216,14 @@ async fn activate<S: Systemd>(
     Ok(())
 }
 
-/// Restarts every planned unit, then watches them all for the health window: each unit with
-/// the extensions that restart it and the verdict on it.
-async fn check_health<S: Systemd>(
-    systemd: &S,
-    plan: &[(String, Vec<String>)],
-    timing: Timing,
-) -> Result<Vec<(String, Vec<String>, Result<(), String>)>> {
-    let mut watched: Vec<(&str, &[String], Result<String, String>, Option<UnitState>)> = Vec::new();
+/// A unit judged for the health window: the extensions that restart it and the verdict on it.
+type Judged = (String, Vec<String>, Result<(), String>);
+
+/// Restarts every planned unit, then watches them all for the health window.
+async fn check_health<S: Systemd>(systemd: &S, plan: &[(String, Vec<String>)], timing: Timing) -> Result<Vec<Judged>> {
+    // unit, extensions, the restart job's result, its state right after
+    type Watched<'a> = (&'a str, &'a [String], Result<String, String>, Option<UnitState>);
+    let mut watched: Vec<Watched> = Vec::new();
     for (unit, extensions) in plan {
         tracing::info!("restarting {unit}");
         // a unit that cannot be restarted at all (not found, refused) is judged like a failed one
