@@ -21,10 +21,13 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
 }
 
 fn embed(name: &str, folder: &str, code: &mut String) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    // the manifest directory of this build, not the one the build script was compiled in
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR set by cargo");
+    let root = Path::new(&manifest).join(folder);
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
+    assert!(!files.is_empty(), "{} has no files to embed", root.display());
     files.sort();
     writeln!(code, "pub static {name}: &[(&str, &[u8])] = &[").unwrap();
     for (rel, path) in files {
