@@ -491,7 +491,8 @@ fn bootstrap_on_a_real_systemd_changes_only_what_changed(systemd: Systemd) {
     bootstrap("r4").expect_code(0);
     assert_eq!(
         node.run(&["readlink", "/etc/extensions/demo.raw"]).stdout.trim(),
-        "/opt/extensions/demo/demo-v1.0.0-x86-64.raw"
+        "../../opt/extensions/demo/demo-v1.0.0-x86-64.raw",
+        "relative, as systemd-sysupdate links"
     );
     assert_eq!(node.read("/run/demo.version").trim(), "v1.0.0");
     let records: Value = serde_json::from_str(&node.read("/var/lib/bakery/versions.json")).unwrap();
