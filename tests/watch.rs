@@ -82,7 +82,9 @@ impl World {
     }
 
     fn link(&self) -> Option<PathBuf> {
-        std::fs::read_link(self.root.join("etc/extensions/demo.raw")).ok()
+        // the node path it points at: bakery writes it relative, as systemd-sysupdate does
+        let target = std::fs::read_link(self.root.join("etc/extensions/demo.raw")).ok()?;
+        Some(bakery::sysupdate::update::normalize(&Path::new("/etc/extensions").join(target)))
     }
 
     fn records(&self) -> Value {
@@ -101,8 +103,11 @@ impl World {
     }
 
     /// Files in the demo's staging directory.
+    /// The staged images (not the links bakery keeps for rollbacks in `.bakery-keep`).
     fn staged(&self) -> Vec<String> {
-        support::dir_names(&self.root.join("opt/extensions/demo"))
+        let mut names = support::dir_names(&self.root.join("opt/extensions/demo"));
+        names.retain(|n| n != ".bakery-keep");
+        names
     }
 }
 
@@ -541,10 +546,13 @@ fn the_unit_follows_targets_on_a_real_systemd_and_rolls_back(systemd: Systemd) {
     api.add_node(NODE);
     api.kubeconfig(&demo.shared());
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-    let container = Container::boot_on(systemd, &[
-        Bind { host: exe.parent().unwrap().to_path_buf(), container: "/srv/bin".into(), writable: false },
-        Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: true },
-    ]);
+    let container = Container::boot_on(
+        systemd,
+        &[
+            Bind { host: exe.parent().unwrap().to_path_buf(), container: "/srv/bin".into(), writable: false },
+            Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: true },
+        ],
+    );
     let unit = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("units/bakery-watch.service")).unwrap();
     container.write("/etc/systemd/system/bakery-watch.service", &unit);
     container.write(
