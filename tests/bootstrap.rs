@@ -416,10 +416,13 @@ fn bootstrap_on_a_real_systemd_changes_only_what_changed(systemd: Systemd) {
     demo.release();
     write_components(&demo.shared().join("components"));
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-    let node = Container::boot_on(systemd, &[
-        Bind { host: exe.parent().unwrap().to_path_buf(), container: "/srv/bin".into(), writable: false },
-        Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: true },
-    ]);
+    let node = Container::boot_on(
+        systemd,
+        &[
+            Bind { host: exe.parent().unwrap().to_path_buf(), container: "/srv/bin".into(), writable: false },
+            Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: true },
+        ],
+    );
     node.write("/etc/bakery/metadata.json", br#"{"greeting": "hello"}"#);
     node.write(
         "/etc/bakery/node.toml",
