@@ -14,7 +14,7 @@ use serde_json::Value;
 use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::fixtures::sha256_hex;
-use support::{Run, Server, bakery, root_or_skip, run};
+use support::{Run, Server, bakery, run};
 
 /// Test components: a service, its templated configuration, a bystander service, a component that
 /// a later release drops, a component whose script fails until /etc/allow-fails exists, and the
