@@ -23,15 +23,7 @@ fn kept_path(root: &Path, node_image: &str) -> Option<PathBuf> {
 
 /// The kept images of `extension`, as node paths.
 pub fn kept(root: &Path, extension: &str) -> Vec<String> {
-    let dir = root.join(STAGING).join(extension).join(DIR);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
-    let mut out: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|f| f.ends_with(".raw") && !f.starts_with('.'))
-        .map(|f| format!("/{STAGING}/{extension}/{DIR}/{f}"))
-        .collect();
-    out.sort();
-    out
+    super::observe::images_in(root, &format!("{STAGING}/{extension}/{DIR}"))
 }
 
 /// Puts a staged image back from its kept link when something removed it; true when the image

@@ -169,12 +169,17 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
 
 /// Images staged for `name` in `/opt/extensions/<name>`, as node paths.
 pub fn staged(root: &Path, name: &str) -> Vec<String> {
-    let dir = root.join(STAGING).join(name);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    images_in(root, &format!("{STAGING}/{name}"))
+}
+
+/// The `*.raw` images (not hidden) in the node directory `dir` (relative to the root), as node
+/// paths, sorted.
+pub fn images_in(root: &Path, dir: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root.join(dir)) else { return Vec::new() };
     let mut out: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|f| f.ends_with(".raw") && !f.starts_with('.'))
-        .map(|f| format!("/{STAGING}/{name}/{f}"))
+        .map(|f| format!("/{dir}/{f}"))
         .collect();
     out.sort();
     out

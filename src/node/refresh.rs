@@ -221,22 +221,24 @@ type Judged = (String, Vec<String>, Result<(), String>);
 
 /// Restarts every planned unit, then watches them all for the health window.
 async fn check_health<S: Systemd>(systemd: &S, plan: &[(String, Vec<String>)], timing: Timing) -> Result<Vec<Judged>> {
-    // unit, extensions, the restart job's result, its state right after
-    type Watched<'a> = (&'a str, &'a [String], Result<String, String>, Option<UnitState>);
+    // unit, extensions, and the restart job's result with the unit's state right after it, or
+    // why the unit could not be restarted at all (not found, refused): judged like a failed one
+    type Watched<'a> = (&'a str, &'a [String], Result<(String, UnitState), String>);
     let mut watched: Vec<Watched> = Vec::new();
     for (unit, extensions) in plan {
         tracing::info!("restarting {unit}");
-        // a unit that cannot be restarted at all (not found, refused) is judged like a failed one
-        let result = systemd.restart(unit).await.map_err(|e| format!("{unit}: {}", crate::error::describe(&e)));
-        let baseline = if result.is_ok() { Some(systemd.state(unit).await?) } else { None };
-        watched.push((unit, extensions, result, baseline));
+        let restarted = match systemd.restart(unit).await {
+            Ok(result) => Ok((result, systemd.state(unit).await?)),
+            Err(e) => Err(format!("{unit}: {}", crate::error::describe(&e))),
+        };
+        watched.push((unit, extensions, restarted));
     }
     let mut samples: Vec<Vec<UnitState>> = vec![Vec::new(); watched.len()];
-    if watched.iter().any(|w| w.3.is_some()) {
+    if watched.iter().any(|w| w.2.is_ok()) {
         let deadline = Instant::now() + timing.health_window;
         loop {
-            for (index, (unit, .., baseline)) in watched.iter().enumerate() {
-                if baseline.is_some() {
+            for (index, (unit, _, restarted)) in watched.iter().enumerate() {
+                if restarted.is_ok() {
                     samples[index].push(systemd.state(unit).await?);
                 }
             }
@@ -249,12 +251,8 @@ async fn check_health<S: Systemd>(systemd: &S, plan: &[(String, Vec<String>)], t
     Ok(watched
         .into_iter()
         .zip(samples)
-        .map(|((unit, extensions, result, baseline), samples)| {
-            let verdict = match (result, baseline) {
-                (Ok(result), Some(baseline)) => decide::judge(unit, &result, &baseline, &samples),
-                (Err(reason), _) => Err(reason),
-                (Ok(_), None) => unreachable!("a unit restarted without error has a baseline"),
-            };
+        .map(|((unit, extensions, restarted), samples)| {
+            let verdict = restarted.and_then(|(result, baseline)| decide::judge(unit, &result, &baseline, &samples));
             (unit.to_string(), extensions.to_vec(), verdict)
         })
         .collect())
@@ -328,8 +326,9 @@ fn rollback_target(
         .filter_map(|image| {
             let checked = good(&image).filter(|c| !proven_bad(&c.version))?;
             let older = compare(&checked.version, &candidate.version).is_lt();
-            let differs = hash_file(&on_disk(root, &image)).ok()?.0.to_string() != candidate.sha256;
-            (older && differs).then_some((image, checked.version))
+            // hashed only when older: images are large
+            (older && hash_file(&on_disk(root, &image)).ok()?.0.to_string() != candidate.sha256)
+                .then_some((image, checked.version))
         })
         .collect();
     earlier.sort_by(|a, b| compare(&b.1, &a.1));
