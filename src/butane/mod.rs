@@ -104,9 +104,6 @@ pub struct DataFile {
     pub source: String,
 }
 
-/// Where systemd-sysupdate (systemd-pull) looks for the keys that sign `SHA256SUMS`: this name only.
-pub const NODE_KEYRING: &str = "/etc/systemd/import-pubring.gpg";
-
 /// A file downloaded to the node and checked against its sha256.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RemoteFile {
@@ -151,7 +148,8 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
     let base_url = crate::release::base_url(&request.base_url)?;
     let keyring = if request.verify {
         let source = ignition::base64_data_url(&release_key(&request.dir)?);
-        Some(DataFile { path: NODE_KEYRING.into(), mode: 0o644, source })
+        // systemd-pull (systemd-sysupdate) looks for the keys under this name only
+        Some(DataFile { path: format!("/{}", crate::sysupdate::update::KEYRING), mode: 0o644, source })
     } else {
         None
     };

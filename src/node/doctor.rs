@@ -236,13 +236,23 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
     });
 
     let found = super::update::transfers(root).unwrap_or_default();
-    let on_node = |path: &Path| root.join(path.strip_prefix("/").unwrap_or(path));
     let keyrings: Vec<(String, Option<u64>)> = keyrings(sysupdate, config.keyring.as_deref())
         .into_iter()
-        .map(|k| (k.display().to_string(), std::fs::metadata(on_node(&k)).ok().map(|m| m.len())))
+        .map(|k| {
+            let k = k.display().to_string();
+            let size = std::fs::metadata(super::observe::on_disk(root, &k)).ok().map(|m| m.len());
+            (k, size)
+        })
         .collect();
+    // `bakery node update` verifies a release_url exactly when it finds a keyring for it
+    let release_url_verified = config.release_url.is_some() && super::update::keyring(root, config).is_some();
+    let mut verifying: Vec<String> =
+        found.iter().filter(|f| f.transfer.verify).map(|f| node_path(root, &f.path)).collect();
+    if release_url_verified {
+        verifying.push("release_url in /etc/bakery/node.toml".to_string());
+    }
     let signatures = Signatures {
-        verifying: found.iter().filter(|f| f.transfer.verify).map(|f| node_path(root, &f.path)).collect(),
+        verifying,
         gpgv: crate::util::find_program("gpgv").is_some(),
         gpg: crate::util::find_program("gpg").is_some(),
         sysupdate,
@@ -253,9 +263,7 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
     // (url, Verify=yes, where it is configured)
     let mut urls: Vec<(String, bool, String)> = Vec::new();
     if let Some(url) = &config.release_url {
-        // `bakery node update` verifies a release_url where the node has a keyring
-        let keyring = config.keyring.as_deref().map(on_node).unwrap_or_else(|| root.join(KEYRING));
-        urls.push((url.clone(), keyring.is_file(), "release_url in /etc/bakery/node.toml".to_string()));
+        urls.push((url.clone(), release_url_verified, "release_url in /etc/bakery/node.toml".to_string()));
     }
     for f in &found {
         if let Some(url) = f.transfer.source.get("Path")

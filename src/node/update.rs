@@ -220,8 +220,9 @@ pub async fn stage_exact(
     }
 }
 
-/// The keyring `SHA256SUMS.gpg` is checked with: the node config's, else systemd's when present.
-fn keyring(root: &Path, config: &NodeConfig) -> Option<PathBuf> {
+/// The keyring `SHA256SUMS.gpg` is checked with: the node config's, else systemd's when present;
+/// a `release_url` is verified exactly when there is one.
+pub fn keyring(root: &Path, config: &NodeConfig) -> Option<PathBuf> {
     config.keyring.clone().map(|k| root.join(k.strip_prefix("/").unwrap_or(&k))).or_else(|| {
         let default = root.join(KEYRING);
         default.is_file().then_some(default)
