@@ -1,6 +1,7 @@
 //! `bakery node update [EXT]`: what systemd-sysupdate does, for hosts without it, from the same
-//! transfer files (`/etc/sysupdate.d`, `/etc/sysupdate.<ext>.d`, `/usr/lib/sysupdate.d`, `.conf`
-//! and `.transfer`), or from the node config's `release_url` and `follow`.
+//! transfer files, chosen as the node's systemd chooses them (`sysupdate.d` and
+//! `sysupdate.<ext>.d` in `/etc`, `/run`, `/usr/local/lib`, `/usr/lib`; `.transfer` before `.conf`
+//! from 257 on), or from the node config's `release_url` and `follow`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

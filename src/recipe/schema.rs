@@ -400,6 +400,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn health_rules_name_restarted_units_and_absolute_paths() {
+        let recipe = |health: &str| -> Recipe {
+            let text = format!(
+                "name: demo\ndescription: d\nrestart_units: [demo.service]\nhealth:\n{health}\nartifacts: []\n"
+            );
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        let good = recipe("  demo.service: { require: active, unless_missing: /var/lib/demo/config }");
+        assert_eq!(good.check("demo", &|_| true), Vec::<String>::new());
+        let problems = recipe("  other.service: { require: none }\n  demo.service: { unless_missing: etc/x }")
+            .check("demo", &|_| true);
+        assert_eq!(
+            problems,
+            [
+                "health: demo.service: unless_missing \"etc/x\" is not an absolute path",
+                "health: \"other.service\" is not one of restart_units"
+            ]
+        );
+        let typo: Result<Recipe, _> =
+            serde_saphyr::from_str("name: demo\ndescription: d\nhealth:\n  demo.service: { requires: active }\n");
+        assert!(typo.is_err(), "unknown health keys are refused");
+    }
+
+    #[test]
     fn modes_are_octal_strings() {
         assert_eq!(Mode::parse("0755").unwrap(), Mode(0o755));
         assert_eq!(Mode::parse("644").unwrap(), Mode(0o644));

@@ -1,8 +1,9 @@
 //! systemd-sysupdate's part for `url-file` → `regular-file` transfers, for hosts that lack it
 //! and for tests: read the release's `SHA256SUMS` (and check `SHA256SUMS.gpg` when the transfer
-//! says `Verify=yes`), pick the newest matching image in systemd's version order, download it
-//! verified next to its target, rename it into place, flip `CurrentSymlink` by rename, and keep
-//! at most `InstancesMax` images.
+//! says `Verify=yes`), pick the newest matching image in systemd's version order (never older
+//! than one installed), download it verified next to its target with `Mode=`, rename it into
+//! place, flip a relative `CurrentSymlink` by rename, and keep at most `InstancesMax` images, as
+//! the real systemd-sysupdate 257 does (tests/sysupdate.rs compares them).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
