@@ -65,7 +65,7 @@ versions:
         ),
         (
             "greeter/greeter.service",
-            "[Unit]\nDescription=greeter\n\n[Service]\nExecStart=/bin/sh -c 'cat /etc/greeter/greeting > /run/greeter.out; exec sleep infinity'\n\n[Install]\nWantedBy=multi-user.target\n",
+            "[Unit]\nDescription=greeter\n\n[Service]\nExecStartPre=-/bin/sh -c 'cat /etc/greeter/greeting > /run/greeter.out'\nExecStart=/bin/sleep infinity\n\n[Install]\nWantedBy=multi-user.target\n",
         ),
         (
             "greeter-config/component.yaml",
