@@ -93,27 +93,40 @@ pub fn exempt(rule: Option<&HealthRule>, exists: &dyn Fn(&str) -> bool) -> Optio
     Some(format!("{missing} does not exist yet"))
 }
 
+/// What is known of a unit before an update.
+#[derive(Clone, Copy, Debug)]
+pub struct Before<'a> {
+    /// Nothing of the extension was ever activated or tried: there is no "before".
+    pub first_activation: bool,
+    /// The extension's last activation failed (its image stayed linked): a single sample of a
+    /// crash-looping unit may catch it running, so this settles it.
+    pub last_failed: bool,
+    /// The unit's state just before the merge, if it was loaded.
+    pub state: Option<&'a UnitState>,
+}
+
 /// How a unit's health counts for an extension: an exempt unit, or one that was not up before
 /// the update either (not on a first activation, where there was no before), is excused.
-pub fn consider(
-    unit: &str,
-    health: Result<(), String>,
-    exempt: Option<String>,
-    before: Option<&UnitState>,
-    first_activation: bool,
-) -> Verdict {
+pub fn consider(unit: &str, health: Result<(), String>, exempt: Option<String>, before: Before<'_>) -> Verdict {
     let Err(reason) = health else { return Verdict::Healthy };
     if let Some(why) = exempt {
         return Verdict::Excused(format!("{reason}, not counted: {why}"));
     }
-    let was_up = before.is_some_and(|b| b.active_state == "active");
-    if !first_activation && !was_up {
-        let before = before.map(|b| b.to_string()).unwrap_or_else(|| "not loaded".to_string());
-        return Verdict::Excused(format!(
-            "{reason}, not counted: {unit} was not up before the update either ({before})"
-        ));
+    if before.first_activation {
+        return Verdict::Failed(reason);
     }
-    Verdict::Failed(reason)
+    let why = match before.state {
+        _ if before.last_failed => Some("its last activation failed".to_string()),
+        Some(state) if state.active_state == "active" => None,
+        Some(state) => Some(state.to_string()),
+        None => Some("not loaded".to_string()),
+    };
+    match why {
+        Some(why) => {
+            Verdict::Excused(format!("{reason}, not counted: {unit} was not up before the update either ({why})"))
+        }
+        None => Verdict::Failed(reason),
+    }
 }
 
 /// What to link after `failed` (an image's sha256) did not come up: the last good image, else
@@ -202,13 +215,21 @@ mod tests {
         let up = state("active", "running", 0);
         let down = state("activating", "auto-restart", 4);
         let bad = || Err("kubelet.service is not up".to_string());
-        assert_eq!(consider("k", Ok(()), None, None, true), Verdict::Healthy);
-        assert!(matches!(consider("k", bad(), Some("why".into()), Some(&up), false), Verdict::Excused(_)));
-        assert!(matches!(consider("k", bad(), None, Some(&up), false), Verdict::Failed(_)), "it was up before");
-        let excused = consider("k", bad(), None, Some(&down), false);
+        let before = |state, first_activation, last_failed| Before { first_activation, last_failed, state };
+        assert_eq!(consider("k", Ok(()), None, before(None, true, false)), Verdict::Healthy);
+        let exempted = consider("k", bad(), Some("why".into()), before(Some(&up), false, false));
+        assert!(matches!(exempted, Verdict::Excused(_)));
+        let regressed = consider("k", bad(), None, before(Some(&up), false, false));
+        assert!(matches!(regressed, Verdict::Failed(_)), "it was up before");
+        let excused = consider("k", bad(), None, before(Some(&down), false, false));
         assert!(excused.note().unwrap().contains("was not up before the update either (activating/auto-restart"));
-        assert!(matches!(consider("k", bad(), None, None, false), Verdict::Excused(_)), "a unit new in this version");
-        assert!(matches!(consider("k", bad(), None, None, true), Verdict::Failed(_)), "a first activation counts");
+        let new_unit = consider("k", bad(), None, before(None, false, false));
+        assert!(matches!(new_unit, Verdict::Excused(_)), "a unit new in this version");
+        let first = consider("k", bad(), None, before(None, true, false));
+        assert!(matches!(first, Verdict::Failed(_)), "a first activation counts");
+        // a crash-looping unit caught running in its one sample: the records settle it
+        let caught_running = consider("k", bad(), None, before(Some(&up), false, true));
+        assert!(caught_running.note().unwrap().contains("its last activation failed"), "{caught_running:?}");
     }
 
     #[test]

@@ -165,11 +165,15 @@ async fn activate<S: Systemd>(
         for (unit, extensions, verdict) in check_health(systemd, &plan, timing).await? {
             for extension in extensions {
                 let candidate = changed.iter().find(|c| c.linked.name == extension).expect("planned from changed");
-                // nothing of this extension was ever activated or tried: there is no "before"
-                let first =
-                    records.extensions.get(&extension).is_none_or(|r| r.active.is_none() && r.last_result.is_none());
+                let record = records.extensions.get(&extension);
+                let last = record.and_then(|r| r.last_result.as_ref());
+                let before = decide::Before {
+                    first_activation: record.is_none_or(|r| r.active.is_none() && r.last_result.is_none()),
+                    last_failed: last.is_some_and(|l| l.outcome == Outcome::Failed),
+                    state: before.get(&unit),
+                };
                 let exempt = decide::exempt(candidate.health.get(&unit), &|p| on_disk(root, p).exists());
-                let judged = decide::consider(&unit, verdict.clone(), exempt, before.get(&unit), first);
+                let judged = decide::consider(&unit, verdict.clone(), exempt, before);
                 verdicts.entry(extension).or_default().push(judged);
             }
         }
