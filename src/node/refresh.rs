@@ -231,7 +231,7 @@ async fn check_health<S: Systemd>(systemd: &S, plan: &[(String, Vec<String>)], t
     let mut watched: Vec<Watched> = Vec::new();
     for (unit, extensions) in plan {
         tracing::info!("restarting {unit}");
-        let restarted = match systemd.restart(unit).await {
+        let restarted = match restart(systemd, unit).await {
             Ok(result) => Ok((result, systemd.state(unit).await?)),
             Err(e) => Err(format!("{unit}: {}", crate::error::describe(&e))),
         };
@@ -290,7 +290,7 @@ async fn roll_back<S: Systemd>(
     if let Some(systemd) = systemd {
         systemd.reload().await?;
         for unit in &candidate.units {
-            match systemd.restart(unit).await {
+            match restart(systemd, unit).await {
                 Ok(result) if result == "done" => {}
                 Ok(result) => message.push_str(&format!("; {unit}: its restart after the rollback ended {result:?}")),
                 Err(e) => message.push_str(&format!("; {unit}: {}", crate::error::describe(&e))),
@@ -298,6 +298,15 @@ async fn roll_back<S: Systemd>(
         }
     }
     Ok((Outcome::RolledBack, message))
+}
+
+/// Restarts `unit` afresh: a version that crash-looped may have used up its start rate limit,
+/// and then systemd refuses to start the next one ("start request repeated too quickly").
+async fn restart<S: Systemd>(systemd: &S, unit: &str) -> Result<String> {
+    if let Err(e) = systemd.reset_failed(unit).await {
+        tracing::debug!("{}", crate::error::describe(&e));
+    }
+    systemd.restart(unit).await
 }
 
 /// Where a rollback goes: (node path, version).

@@ -32,6 +32,8 @@ pub trait Systemd {
     fn reload(&self) -> impl Future<Output = Result<()>>;
     /// Restarts `unit` and returns its job's result (`done`, `failed`, `timeout`, ...).
     fn restart(&self, unit: &str) -> impl Future<Output = Result<String>>;
+    /// Clears `unit`'s failed state and start rate limit (`systemctl reset-failed`).
+    fn reset_failed(&self, unit: &str) -> impl Future<Output = Result<()>>;
     /// Starts `unit` (a no-op when it runs) and returns its job's result.
     fn start(&self, unit: &str) -> impl Future<Output = Result<String>>;
     /// Stops `unit` and returns its job's result.
@@ -53,6 +55,7 @@ trait Manager {
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
     fn enable_unit_files(
         &self,
         files: &[&str],
@@ -126,6 +129,10 @@ impl Systemd for Bus {
 
     async fn restart(&self, unit: &str) -> Result<String> {
         self.job(unit, "restart").await
+    }
+
+    async fn reset_failed(&self, unit: &str) -> Result<()> {
+        self.manager().await?.reset_failed_unit(unit).await.with_context(|| format!("resetting {unit}"))
     }
 
     async fn start(&self, unit: &str) -> Result<String> {
