@@ -1,21 +1,21 @@
 //! `bakery inspect IMAGE`: extension-release, manifest, files and validation findings of a
-//! SquashFS sysext image, read with backhand (plus bakery's own xattr reader).
+//! SquashFS sysext image, read with the strict reader (`squashfs::read`), plus the policy checks
+//! that need the manifest: setuid files, xattrs, and every file's digest.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
-use backhand::{FilesystemReader, InnerNode, SquashfsFileReader};
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::bad_input;
 use crate::model::extension_release::{self, STRICT_XATTR};
 use crate::model::{Arch, ImagePath, Manifest};
-use crate::pipeline::validate::{self, Entry, EntryKind, Expect, Finding, ImageView, ReleaseFile};
-use crate::squashfs::format::{NO_INDEX, NOT_SET, SuperBlock};
-use crate::squashfs::xattr;
+use crate::pipeline::validate::{self, Entry, EntryKind, Expect, Finding, ImageView, ReleaseFile, Severity};
+use crate::squashfs::read::{self, Limits};
+
+/// Where bakery's manifests live in an image.
+const MANIFEST_DIR: &str = "usr/lib/bakery/";
 
 /// What a versioned file name (`<ext>-<version>-<arch>.raw`) says the image is, when it does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -49,49 +49,65 @@ pub struct ReleaseInfo {
 
 const COMPRESSORS: [(u16, &str); 4] = [(1, "gzip"), (4, "xz"), (5, "lz4"), (6, "zstd")];
 
-/// Reads `path` and validates it against what its file name promises.
+/// Most bytes of an extension-release file and of a manifest bakery reads.
+const RELEASE_CAP: usize = 64 << 10;
+const MANIFEST_CAP: usize = 4 << 20;
+
+/// Reads `path` with the strict reader and validates it against what its file name promises.
+/// An image the reader refuses is bad input; what it accepts gets findings.
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let size = file.metadata()?.len();
-    let superblock = SuperBlock::read_from(&mut file).map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
-    file.seek(std::io::SeekFrom::Start(0))?; // the clone below shares this file offset
-    let reader = FilesystemReader::from_reader(BufReader::new(file.try_clone()?))
-        .map_err(|e| bad_input(format!("{}: not a readable SquashFS image: {e}", path.display())))?;
+    let size = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?.len();
+    let keep = |p: &str| {
+        let p = ImagePath::parse(p).ok()?;
+        if validate::release_name(&p).is_some() {
+            Some(RELEASE_CAP)
+        } else if p.as_str().starts_with(MANIFEST_DIR) && p.as_str().ends_with(".json") {
+            Some(MANIFEST_CAP)
+        } else {
+            None
+        }
+    };
+    let verified = read::verify(path, &Limits::default(), &keep)
+        .map_err(|e| bad_input(format!("{}: not a valid sysext image: {e:#}", path.display())))?;
 
     let mut view = ImageView::default();
-    let mut manifest = None;
+    let mut manifest: Option<(String, Manifest)> = None;
     let mut release_paths = BTreeMap::new();
-    for node in reader.files() {
-        let Some(image_path) = node.fullpath.to_str().and_then(|p| ImagePath::parse(p).ok()) else { continue };
-        let mode = node.header.permissions;
-        let kind = match &node.inner {
-            InnerNode::Dir(_) => EntryKind::Dir { mode },
-            InnerNode::Symlink(link) => EntryKind::Symlink { target: link.link.to_string_lossy().into_owned() },
-            InnerNode::File(data) => {
+    let mut policy = Vec::new();
+    for entry in &verified.entries {
+        let image_path = ImagePath::parse(&entry.path)
+            .map_err(|e| bad_input(format!("{}: /{}: {e}", path.display(), entry.path)))?;
+        let kind = match &entry.kind {
+            read::Kind::Dir => EntryKind::Dir { mode: entry.mode },
+            read::Kind::Symlink { target } => EntryKind::Symlink { target: target.clone() },
+            read::Kind::File { size, sha256 } => {
                 if let Some(name) = validate::release_name(&image_path) {
-                    let text = String::from_utf8_lossy(&read_file(&reader, data)?).into_owned();
-                    let relaxed = file_xattrs(&mut file, &superblock, data)?
-                        .iter()
-                        .any(|(k, v)| k == STRICT_XATTR && v == b"false");
+                    let text = String::from_utf8_lossy(&verified.kept[&entry.path]).into_owned();
+                    let relaxed = entry.xattrs.iter().any(|(k, v)| k == STRICT_XATTR && v == b"false");
                     release_paths.insert(name.to_string(), image_path.to_string());
                     view.releases.push(ReleaseFile { name: name.to_string(), text, relaxed });
-                } else if image_path.as_str().starts_with("usr/lib/bakery/")
-                    && image_path.as_str().ends_with(".json")
+                } else if let Some(bytes) = verified.kept.get(&entry.path)
                     && manifest.is_none()
                 {
-                    manifest = Manifest::from_json(&String::from_utf8_lossy(&read_file(&reader, data)?)).ok();
+                    match Manifest::from_json(&String::from_utf8_lossy(bytes)) {
+                        Ok(m) => manifest = Some((entry.path.clone(), m)),
+                        Err(e) => policy.push(error(&image_path, format!("not a bakery manifest: {e}"))),
+                    }
                 }
-                EntryKind::File { mode, size: data.file_len() as u64 }
+                EntryKind::File { mode: entry.mode, size: *size, sha256: Some(*sha256) }
             }
-            _ => EntryKind::File { mode, size: 0 },
         };
+        policy.extend(xattr_findings(&image_path, entry));
         view.entries.push(Entry { path: image_path, kind });
     }
-
+    policy.extend(digest_findings(&verified.entries, manifest.as_ref()));
+    let superblock = verified.superblock;
+    let manifest = manifest.map(|(_, m)| m);
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let (expect, name_findings) = expectations(file_name, &view.releases);
     let mut findings = validate::check(&view, &expect);
     findings.extend(name_findings);
+    findings.extend(policy);
     findings.sort_by_key(|f| f.severity);
 
     let extension_release =
@@ -155,22 +171,82 @@ fn expectations(file_name: &str, releases: &[ReleaseFile]) -> (Expect, Vec<Findi
     (Expect::default(), vec![finding])
 }
 
-fn read_file(reader: &FilesystemReader, data: &SquashfsFileReader) -> Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    reader.file(data).reader().read_to_end(&mut bytes).context("reading a file from the image")?;
-    Ok(bytes)
+fn error(path: &ImagePath, message: impl Into<String>) -> Finding {
+    Finding { severity: Severity::Error, path: Some(path.to_string()), message: message.into() }
 }
 
-fn file_xattrs(file: &mut File, superblock: &SuperBlock, data: &SquashfsFileReader) -> Result<Vec<(String, Vec<u8>)>> {
-    let index = match data {
-        SquashfsFileReader::Extended(extended) => extended.xattr_index,
-        SquashfsFileReader::Basic(_) => NO_INDEX,
-    };
-    if index == NO_INDEX || superblock.xattr_table == NOT_SET {
-        return Ok(Vec::new());
+/// xattrs the kernel or overlayfs act on (`trusted.overlay.*` hides or redirects what is below,
+/// `security.capability` grants privileges) are errors; bakery writes only the strict flag.
+fn xattr_findings(path: &ImagePath, entry: &read::Entry) -> Vec<Finding> {
+    entry
+        .xattrs
+        .iter()
+        .filter(|(name, _)| {
+            let release = validate::release_name(path).is_some() && name == STRICT_XATTR;
+            !(release || name == "security.selinux")
+        })
+        .map(|(name, _)| error(path, format!("xattr {name} is not allowed in a sysext image")))
+        .collect()
+}
+
+/// Every regular file's bytes must hash to what the manifest lists, every listed file must be
+/// there, and only the files the manifest names may be setuid or setgid.
+fn digest_findings(entries: &[read::Entry], manifest: Option<&(String, Manifest)>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let allowed: Vec<&str> = manifest.map(|(_, m)| m.setuid.iter().map(String::as_str).collect()).unwrap_or_default();
+    for entry in entries {
+        let Ok(path) = ImagePath::parse(&entry.path) else { continue };
+        if entry.mode & 0o6000 != 0 && !allowed.contains(&entry.path.as_str()) {
+            findings.push(error(
+                &path,
+                format!("mode {:04o} is setuid/setgid and the manifest does not allow it", entry.mode),
+            ));
+        }
     }
-    xattr::read_set(file, superblock.compressor, superblock.xattr_table, index)
-        .map_err(|e| anyhow!("reading xattrs: {e:#}"))
+    let Some((manifest_path, manifest)) = manifest else {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            path: None,
+            message: "no bakery manifest: the files' digests cannot be checked".into(),
+        });
+        return findings;
+    };
+    if manifest.files.is_empty() {
+        findings.push(Finding {
+            severity: Severity::Warning,
+            path: Some(format!("/{manifest_path}")),
+            message: format!(
+                "manifest schema {} lists no file digests: the files' bytes cannot be checked",
+                manifest.schema
+            ),
+        });
+        return findings;
+    }
+    let mut listed: BTreeMap<&str, &crate::model::Sha256> =
+        manifest.files.iter().map(|(p, d)| (p.as_str(), d)).collect();
+    for entry in entries {
+        let (read::Kind::File { sha256, .. }, Ok(path)) = (&entry.kind, ImagePath::parse(&entry.path)) else {
+            continue;
+        };
+        if &entry.path == manifest_path {
+            continue;
+        }
+        match listed.remove(entry.path.as_str()) {
+            Some(expected) if expected == sha256 => {}
+            Some(expected) => {
+                findings.push(error(&path, format!("sha256 {sha256}, but the manifest lists {expected}")))
+            }
+            None => findings.push(error(&path, "a file the manifest does not list")),
+        }
+    }
+    for missing in listed.keys() {
+        findings.push(Finding {
+            severity: Severity::Error,
+            path: Some(format!("/{missing}")),
+            message: "listed in the manifest, missing from the image".into(),
+        });
+    }
+    findings
 }
 
 /// The human-readable report.
@@ -213,7 +289,7 @@ pub fn render(inspection: &Inspection) -> String {
     for entry in &inspection.files {
         let line = match &entry.kind {
             EntryKind::Dir { mode } => format!("  d{}  {:>10}  {}/", permissions(*mode), "-", entry.path),
-            EntryKind::File { mode, size } => format!("  -{}  {:>10}  {}", permissions(*mode), size, entry.path),
+            EntryKind::File { mode, size, .. } => format!("  -{}  {:>10}  {}", permissions(*mode), size, entry.path),
             EntryKind::Symlink { target } => {
                 format!("  l{}  {:>10}  {} -> {target}", permissions(0o777), "-", entry.path)
             }

@@ -5,6 +5,7 @@
 
 pub mod format;
 pub mod parallel;
+pub mod read;
 pub mod tables;
 pub mod xattr;
 
