@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::ExtName;
+use super::{ExtName, Sha256};
 
-pub const SCHEMA: u32 = 1;
+/// 2: adds `files` (a digest for every regular file) and `setuid`.
+pub const SCHEMA: u32 = 2;
 
 /// Path of the manifest inside an image.
 pub fn path(name: &ExtName) -> String {
@@ -36,6 +37,13 @@ pub struct Manifest {
     pub health: BTreeMap<String, HealthRule>,
     #[serde(default)]
     pub artifacts: Vec<ManifestArtifact>,
+    /// The sha256 of every regular file in the image but this manifest (path without the
+    /// leading `/`): what the strict reader compares every file's bytes against.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, Sha256>,
+    /// Paths the recipe gave a setuid or setgid mode on purpose; any other is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setuid: Vec<String>,
     /// The tool that built the image (`bakery 0.1.0`).
     pub generator: String,
 }

@@ -184,12 +184,39 @@ pub fn plan(resolved: &Resolved, fetched: &Fetched, generator: &str) -> Result<P
         restart_units: resolved.restart_units.clone(),
         health: resolved.health.clone(),
         artifacts: manifest_artifacts,
+        files: file_digests(&tree),
+        setuid: setuid_paths(&tree),
         generator: generator.to_string(),
     };
     let manifest_file =
         Node::File { content: Content::Inline(manifest.to_json().into_bytes()), mode: Mode::regular(), xattrs: vec![] };
     tree.add(ImagePath::parse(&manifest::path(&resolved.extension)).expect("a valid path"), manifest_file, "bakery")?;
     Ok(Planned { tree, manifest })
+}
+
+/// The digest of every regular file planned so far (all but the manifest, which comes last).
+fn file_digests(tree: &Tree) -> BTreeMap<String, Sha256> {
+    let digest = |content: &Content| match content {
+        Content::Blob { sha256, .. } => *sha256,
+        Content::Inline(bytes) => Sha256::of(bytes),
+    };
+    tree.nodes()
+        .filter_map(|(path, node)| match node {
+            Node::File { content, .. } => Some((path.as_str().to_string(), digest(content))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Files and directories whose planned mode is setuid or setgid.
+fn setuid_paths(tree: &Tree) -> Vec<String> {
+    tree.nodes()
+        .filter(|(_, node)| match node {
+            Node::File { mode, .. } | Node::Dir { mode } => mode.0 & 0o6000 != 0,
+            Node::Symlink { .. } => false,
+        })
+        .map(|(path, _)| path.as_str().to_string())
+        .collect()
 }
 
 /// The archive entries a rule selects, at their image paths.

@@ -65,9 +65,19 @@ pub struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum EntryKind {
-    Dir { mode: u16 },
-    File { mode: u16, size: u64 },
-    Symlink { target: String },
+    Dir {
+        mode: u16,
+    },
+    File {
+        mode: u16,
+        size: u64,
+        /// The digest of the file's bytes, when known (read images; planned blobs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sha256: Option<crate::model::Sha256>,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 /// An extension-release file found in the image.
@@ -103,7 +113,14 @@ impl ImageView {
                         let relaxed = xattrs.iter().any(|x| x.name == STRICT_XATTR && x.value == b"false");
                         view.releases.push(ReleaseFile { name: name.to_string(), text, relaxed });
                     }
-                    EntryKind::File { mode: mode.0, size: content.size() }
+                    EntryKind::File {
+                        mode: mode.0,
+                        size: content.size(),
+                        sha256: match content {
+                            Content::Blob { sha256, .. } => Some(*sha256),
+                            Content::Inline(bytes) => Some(crate::model::Sha256::of(bytes)),
+                        },
+                    }
                 }
                 Node::Symlink { target } => EntryKind::Symlink { target: target.clone() },
             };
@@ -303,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_good_image_has_no_findings() {
-        let v = view(vec![entry("usr/bin/k", EntryKind::File { mode: 0o755, size: 1 })], GOOD, true);
+        let v = view(vec![entry("usr/bin/k", EntryKind::File { mode: 0o755, size: 1, sha256: None })], GOOD, true);
         assert_eq!(check(&v, &expect()), vec![]);
     }
 
@@ -311,8 +328,8 @@ mod tests {
     fn paths_outside_usr_and_opt_and_escaping_links_are_errors() {
         let v = view(
             vec![
-                entry("etc/passwd", EntryKind::File { mode: 0o644, size: 1 }),
-                entry("etc/shadow", EntryKind::File { mode: 0o644, size: 1 }),
+                entry("etc/passwd", EntryKind::File { mode: 0o644, size: 1, sha256: None }),
+                entry("etc/shadow", EntryKind::File { mode: 0o644, size: 1, sha256: None }),
                 entry("usr/bin/a", EntryKind::Symlink { target: "/etc/passwd".into() }),
                 entry("usr/bin/b", EntryKind::Symlink { target: "../../../x".into() }),
                 entry("usr/bin/c", EntryKind::Symlink { target: "../lib/ok".into() }),
@@ -334,7 +351,7 @@ mod tests {
 
     #[test]
     fn release_mismatches_are_errors() {
-        let file = entry("usr/bin/k", EntryKind::File { mode: 0o755, size: 1 });
+        let file = entry("usr/bin/k", EntryKind::File { mode: 0o755, size: 1, sha256: None });
         let bad = "ID=_any\nARCHITECTURE=arm64\nSYSEXT_VERSION_ID=v2\n";
         let messages: Vec<String> =
             check(&view(vec![file.clone()], bad, false), &expect()).iter().map(|f| f.message.clone()).collect();
