@@ -366,3 +366,238 @@ fn mutated_images_bakery_accepts_read_exactly_like_unsquashfs() {
     );
     assert!(total.tried >= 2000);
 }
+
+/// A hand-made image (every table uncompressed) of nested directories `a/a/a/...`, `depth`
+/// deep; with `loop_back`, the innermost directory holds an entry naming the root again.
+fn nested_image(depth: usize, loop_back: bool) -> Vec<u8> {
+    const STRIDE: usize = 8194; // an uncompressed 8 KiB metadata block and its header
+    let count = depth + 1;
+    let reference = |pos: usize| ((pos / 8192 * STRIDE) as u64) << 16 | (pos % 8192) as u64;
+    let blocks = |stream: &[u8]| -> Vec<u8> {
+        stream
+            .chunks(8192)
+            .flat_map(|c| [(0x8000 | c.len() as u16).to_le_bytes().to_vec(), c.to_vec()].concat())
+            .collect()
+    };
+    let entry_len = 12 + 8 + 1;
+    let mut dirs = Vec::new();
+    let mut inodes = Vec::new();
+    for level in 0..count {
+        let child = if level < depth {
+            Some(level + 1)
+        } else if loop_back {
+            Some(0)
+        } else {
+            None
+        };
+        let listing_at = dirs.len();
+        if let Some(child) = child {
+            let child_ref = reference(child * 32);
+            dirs.extend_from_slice(&0u32.to_le_bytes());
+            dirs.extend_from_slice(&((child_ref >> 16) as u32).to_le_bytes());
+            dirs.extend_from_slice(&(child as u32 + 1).to_le_bytes());
+            dirs.extend_from_slice(&((child_ref & 0xffff) as u16).to_le_bytes());
+            dirs.extend_from_slice(&0i16.to_le_bytes());
+            dirs.extend_from_slice(&1u16.to_le_bytes());
+            dirs.extend_from_slice(&0u16.to_le_bytes());
+            dirs.push(b'a');
+        }
+        let listing = reference(listing_at);
+        let parent = if level == 0 { count as u32 + 1 } else { level as u32 };
+        for v in [1u16, 0o755, 0, 0] {
+            inodes.extend_from_slice(&v.to_le_bytes());
+        }
+        inodes.extend_from_slice(&0u32.to_le_bytes());
+        inodes.extend_from_slice(&(level as u32 + 1).to_le_bytes());
+        inodes.extend_from_slice(&((listing >> 16) as u32).to_le_bytes());
+        inodes.extend_from_slice(&(2 + child.is_some() as u32).to_le_bytes());
+        inodes.extend_from_slice(&(if child.is_some() { entry_len as u16 + 3 } else { 3 }).to_le_bytes());
+        inodes.extend_from_slice(&((listing & 0xffff) as u16).to_le_bytes());
+        inodes.extend_from_slice(&parent.to_le_bytes());
+    }
+    let inode_blocks = blocks(&inodes);
+    let dir_blocks = blocks(&dirs);
+    let inode_table = 96u64;
+    let dir_table = inode_table + inode_blocks.len() as u64;
+    let id_block = dir_table + dir_blocks.len() as u64;
+    let id_index = id_block + 6;
+    let bytes_used = id_index + 8;
+    let mut image = vec![0u8; 96];
+    image.extend_from_slice(&inode_blocks);
+    image.extend_from_slice(&dir_blocks);
+    image.extend_from_slice(&0x8004u16.to_le_bytes());
+    image.extend_from_slice(&0u32.to_le_bytes());
+    image.extend_from_slice(&id_block.to_le_bytes());
+    let mut sb = Vec::new();
+    sb.extend_from_slice(b"hsqs");
+    for v in [count as u32, 0, 131072, 0] {
+        sb.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [1u16, 17, 0x0001 | 0x0002 | 0x0008 | 0x0010 | 0x0200, 1, 4, 0] {
+        sb.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [reference(0), bytes_used, id_index, u64::MAX, inode_table, dir_table, u64::MAX, u64::MAX] {
+        sb.extend_from_slice(&v.to_le_bytes());
+    }
+    image[..96].copy_from_slice(&sb);
+    image.resize(bytes_used.div_ceil(4096) as usize * 4096, 0);
+    image
+}
+
+fn inspect_json(home: &Path, image: &Path) -> support::Run {
+    run(bakery(home).arg("inspect").arg("--json").arg(image))
+}
+
+/// The kernel and unsquashfs read a directory 14,000 deep; backhand's recursive reader
+/// overflowed its stack (abort). bakery refuses it, past PATH_MAX, with a message.
+#[test]
+fn a_directory_14000_deep_is_refused_without_overflowing_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let shallow = dir.path().join("shallow.raw");
+    std::fs::write(&shallow, nested_image(40, false)).unwrap();
+    let listed = run(support::unsquashfs().arg("-l").arg(&shallow)).expect_code(0);
+    assert_eq!(listed.stdout.matches("/a").count(), 40 * 41 / 2, "unsquashfs reads the hand-made image");
+    let read = inspect_json(dir.path(), &shallow);
+    let json: serde_json::Value = serde_json::from_str(&read.stdout).expect("bakery reads it too");
+    assert_eq!(json["files"].as_array().unwrap().len(), 40);
+
+    let deep = dir.path().join("deep.raw");
+    std::fs::write(&deep, nested_image(14_000, false)).unwrap();
+    let refused = inspect_json(dir.path(), &deep).expect_code(2);
+    assert!(refused.stderr.contains("a path longer than 4096 bytes"), "{}", refused.stderr);
+}
+
+/// A directory entry that names an inode already reached (here the root: a loop) is refused,
+/// as is any hard link: every inode is reached exactly once.
+#[test]
+fn a_directory_loop_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("loop.raw");
+    std::fs::write(&image, nested_image(3, true)).unwrap();
+    let refused = inspect_json(dir.path(), &image).expect_code(2);
+    assert!(refused.stderr.contains("/a/a/a/a: its inode is reached a second time"), "{}", refused.stderr);
+}
+
+/// An entry whose type field is invalid made backhand stop listing the directory while the
+/// kernel merged the entries after it; now the image is refused, naming the entry.
+#[test]
+fn an_entry_with_an_invalid_type_is_refused_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sample_tree(dir.path());
+    let plain = dir.path().join("plain.raw");
+    mksquashfs(&tree, &plain, &["-noI", "-noD", "-noF", "-noX"]);
+    let mut bytes = std::fs::read(&plain).unwrap();
+    let at = name_offsets(&bytes, &["holey"])[0] - 4;
+    bytes[at] = 0;
+    std::fs::write(&plain, &bytes).unwrap();
+    let listed = run(support::unsquashfs().arg("-l").arg(&plain));
+    assert!(listed.stdout.contains("/usr/lib/extension-release.d"), "unsquashfs still lists what follows");
+    let refused = inspect_json(dir.path(), &plain).expect_code(2);
+    assert!(refused.stderr.contains("the entry \"holey\" has an invalid type 0"), "{}", refused.stderr);
+}
+
+/// Device nodes, FIFOs and sockets passed as empty files and worked after a merge.
+#[test]
+fn device_nodes_fifos_and_sockets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sample_tree(dir.path());
+    for (name, pseudo, message) in [
+        ("char", "usr/bin/tty c 666 root root 5 0", "a device node"),
+        ("block", "usr/bin/disk b 600 root root 8 0", "a device node"),
+        ("fifo", "", "a FIFO"),
+        ("socket", "", "a socket"),
+    ] {
+        let image = dir.path().join(format!("{name}.raw"));
+        let special = tree.join("usr/bin/special");
+        let _ = std::fs::remove_file(&special);
+        if name == "fifo" {
+            run(Command::new("mkfifo").arg(&special)).expect_code(0);
+        } else if name == "socket" {
+            drop(std::os::unix::net::UnixListener::bind(&special).unwrap());
+        }
+        let pseudo: &[&str] = if pseudo.is_empty() { &[] } else { &["-p", pseudo] };
+        mksquashfs(&tree, &image, pseudo);
+        let refused = inspect_json(dir.path(), &image).expect_code(2);
+        assert!(refused.stderr.contains(message), "{name}: {}", refused.stderr);
+        assert!(refused.stdout.is_empty(), "{name}: nothing listed");
+    }
+}
+
+/// Images the kernel cannot mount passed, and then broke every later refresh.
+#[test]
+fn unmountable_superblocks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sample_tree(dir.path());
+    let good = dir.path().join("good.raw");
+    mksquashfs(&tree, &good, &[]);
+    let base = std::fs::read(&good).unwrap();
+    for (name, offset, value, message) in [
+        ("bytes_used", 40, 0u64, "bytes_used 0 is not inside the file"),
+        ("export_table", 88, 0, "the export table"),
+        ("id_table", 48, 1 << 40, "the id table"),
+        ("inode_table", 64, 1 << 40, "the inode table"),
+    ] {
+        let mut bytes = base.clone();
+        bytes[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+        let image = dir.path().join(format!("{name}.raw"));
+        std::fs::write(&image, bytes).unwrap();
+        let refused = inspect_json(dir.path(), &image).expect_code(2);
+        assert!(refused.stderr.contains(message), "{name}: {}", refused.stderr);
+    }
+}
+
+/// File data was never read: a corrupt data block passed. Now every block is decompressed to
+/// its size and every file's digest compared with the manifest's.
+#[test]
+fn a_corrupt_data_block_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = build_kubernetes(dir.path());
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[200_000] ^= 0x40;
+    std::fs::write(&image, bytes).unwrap();
+    let refused = inspect_json(dir.path(), &image).expect_code(2);
+    assert!(refused.stderr.contains("not a valid sysext image: /usr/"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("block"), "{}", refused.stderr);
+}
+
+/// setuid files the manifest does not name, and xattrs the kernel or overlayfs act on
+/// (`trusted.overlay.opaque` hides the host's directory, `security.capability` grants
+/// privileges) are errors.
+#[test]
+fn setuid_files_and_privileged_xattrs_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sample_tree(dir.path());
+    std::fs::set_permissions(tree.join("usr/bin/small"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    xattr::set(tree.join("usr/share/empty"), "trusted.overlay.opaque", b"y").unwrap();
+    // VFS_CAP_REVISION_2, effective, CAP_NET_ADMIN permitted.
+    let capability = [[1, 0, 0, 2], [0, 0x10, 0, 0], [0; 4], [0; 4], [0; 4]].concat();
+    xattr::set(tree.join("usr/bin/multi"), "security.capability", &capability).unwrap();
+    let image = dir.path().join("sample.raw");
+    mksquashfs(&tree, &image, &[]);
+    let flagged = inspect_json(dir.path(), &image).expect_code(2);
+    let json: serde_json::Value = serde_json::from_str(&flagged.stdout).unwrap();
+    let errors: Vec<String> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| format!("{}: {}", f["path"].as_str().unwrap_or(""), f["message"].as_str().unwrap()))
+        .collect();
+    assert!(errors.iter().any(|e| e.starts_with("/usr/bin/small: mode 4755 is setuid")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("/usr/share/empty: xattr trusted.overlay.opaque")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("/usr/bin/multi: xattr security.capability")), "{errors:?}");
+}
+
+/// A 1 GB sparse extension-release file was read whole into memory; now its size is checked
+/// against a 64 KiB cap before a byte is read.
+#[test]
+fn an_oversized_extension_release_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sample_tree(dir.path());
+    let release = tree.join("usr/lib/extension-release.d/extension-release.sample");
+    std::fs::OpenOptions::new().write(true).open(&release).unwrap().set_len(1 << 30).unwrap();
+    let image = dir.path().join("sample.raw");
+    mksquashfs(&tree, &image, &[]);
+    let refused = inspect_json(dir.path(), &image).expect_code(2);
+    assert!(refused.stderr.contains("1073741824 bytes, more than the 65536"), "{}", refused.stderr);
+}

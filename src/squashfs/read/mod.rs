@@ -246,6 +246,10 @@ impl<'a> Reader<'a> {
                     frag_offset = cur.u32()?;
                     size = cur.u32()? as u64;
                 }
+                let cap = keep(&pending.path);
+                if let Some(cap) = cap.filter(|cap| size > *cap as u64) {
+                    bail!("{size} bytes, more than the {cap} bakery reads of such a file");
+                }
                 self.logical.0 = self.logical.0.saturating_add(size);
                 ensure!(
                     self.logical.0 <= self.logical.1,
@@ -256,14 +260,9 @@ impl<'a> Reader<'a> {
                 let list = cur.take(usize::try_from(blocks.saturating_mul(4)).unwrap_or(usize::MAX))?;
                 let block_sizes = list.chunks(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
                 let data = FileData { blocks_start, size, fragment, frag_offset, block_sizes };
-                let cap = keep(&pending.path);
                 let (sha256, bytes) = self.data.read(&data, cap)?;
-                match (cap, bytes) {
-                    (Some(_), Some(bytes)) => {
-                        kept.insert(pending.path.clone(), bytes);
-                    }
-                    (Some(cap), None) => bail!("{size} bytes, more than the {cap} bakery reads of such a file"),
-                    _ => {}
+                if let Some(bytes) = bytes {
+                    kept.insert(pending.path.clone(), bytes);
                 }
                 Kind::File { size, sha256 }
             }
