@@ -56,6 +56,12 @@ const MANIFEST_CAP: usize = 4 << 20;
 /// Reads `path` with the strict reader and validates it against what its file name promises.
 /// An image the reader refuses is bad input; what it accepts gets findings.
 pub fn inspect(path: &Path) -> Result<Inspection> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    inspect_as(path, &file_name)
+}
+
+/// [`inspect`] for an image that will be named `file_name` (a download not yet renamed).
+pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
     let size = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?.len();
     let keep = |p: &str| {
         let p = ImagePath::parse(p).ok()?;
@@ -103,7 +109,6 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
     policy.extend(digest_findings(&verified.entries, manifest.as_ref()));
     let superblock = verified.superblock;
     let manifest = manifest.map(|(_, m)| m);
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let (expect, name_findings) = expectations(file_name, &view.releases);
     let mut findings = validate::check(&view, &expect);
     findings.extend(name_findings);

@@ -162,6 +162,9 @@ pub fn check(view: &ImageView, expect: &Expect) -> Vec<Finding> {
             }
         }
         match &entry.kind {
+            EntryKind::Symlink { target } if target.is_empty() || target.len() > 4095 || target.contains('\0') => {
+                findings.push(Finding::error(Some(path), format!("a symlink target of {} bytes", target.len())));
+            }
             EntryKind::Symlink { target } => {
                 if let Some(problem) = symlink_problem(path, target) {
                     findings.push(Finding::error(Some(path), format!("symlink to {target:?} {problem}")));

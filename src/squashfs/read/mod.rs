@@ -422,3 +422,40 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Compression, ImagePath};
+    use crate::pipeline::plan::{Content, Node, Tree};
+    use crate::recipe::Mode;
+    use crate::squashfs::{PackOptions, pack};
+
+    /// bakery's own images read back: modes, link targets (up to PATH_MAX, past SquashFS's
+    /// 255-byte names), sizes and digests.
+    #[test]
+    fn packed_trees_verify() {
+        let mut tree = Tree::default();
+        let path = |p: &str| ImagePath::parse(p).unwrap();
+        let bytes = vec![7u8; 300_000];
+        let file = Node::File { content: Content::Inline(bytes.clone()), mode: Mode(0o755), xattrs: vec![] };
+        tree.add(path("usr/bin/tool"), file, "test").unwrap();
+        let long = format!("/usr/{}", "x/".repeat(200));
+        tree.add(path("usr/bin/long"), Node::Symlink { target: long.clone() }, "test").unwrap();
+        let mut out = tempfile::NamedTempFile::new().unwrap();
+        let options = PackOptions { compression: Compression::Zstd, mtime: 0, threads: 2 };
+        pack(&tree, &|_| unreachable!("no blobs"), &options, out.as_file_mut()).unwrap();
+        let verified = verify(out.path(), &Limits::default(), &|_| None).unwrap();
+        let listed: Vec<(&str, u16, &Kind)> =
+            verified.entries.iter().map(|e| (e.path.as_str(), e.mode, &e.kind)).collect();
+        assert_eq!(
+            listed,
+            [
+                ("usr", 0o755, &Kind::Dir),
+                ("usr/bin", 0o755, &Kind::Dir),
+                ("usr/bin/long", 0o777, &Kind::Symlink { target: long.clone() }),
+                ("usr/bin/tool", 0o755, &Kind::File { size: 300_000, sha256: Sha256::of(&bytes) }),
+            ]
+        );
+    }
+}
