@@ -80,18 +80,14 @@ impl std::fmt::Display for RepoSpec {
     }
 }
 
-/// A relative path inside a repository, or why it is not one.
+/// A relative path inside a repository (a trailing `/`, marking a directory, is kept), or why
+/// it is not one: the one path rule, [`crate::model::ImagePath::parse_relative`].
 pub fn safe_path(name: &str) -> std::result::Result<String, String> {
-    let trimmed = name.trim_start_matches("./");
-    let body = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    let bad = body.is_empty()
-        || body.contains('\\')
-        || body.contains('\0')
-        || body.split('/').any(|part| part.is_empty() || part == ".." || part == ".");
-    if bad {
-        Err(format!("{name:?} escapes the repository or is not a plain relative path"))
-    } else {
-        Ok(trimmed.to_string())
+    match crate::model::ImagePath::parse_relative(name) {
+        Ok(Some(path)) if name.ends_with('/') => Ok(format!("{}/", path.as_str())),
+        Ok(Some(path)) => Ok(path.as_str().to_string()),
+        Ok(None) => Err(format!("{name:?} names the repository itself, not a file")),
+        Err(e) => Err(format!("{name:?} escapes the repository or is not a plain relative path: {e}")),
     }
 }
 
@@ -235,8 +231,22 @@ mod tests {
     fn paths_stay_inside() {
         assert_eq!(safe_path("./demo/component.yaml").unwrap(), "demo/component.yaml");
         assert_eq!(safe_path("demo/").unwrap(), "demo/");
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a\\..\\b", "a//b", ""] {
+        assert_eq!(safe_path("a//b").unwrap(), "a/b");
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a\\..\\b", ""] {
             assert!(safe_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// The archive, recipe and repository normalisers are one rule: they accept and refuse the
+    /// same paths and agree on the result.
+    #[test]
+    fn every_normaliser_follows_the_one_path_rule() {
+        for raw in ["a//b", "./a/./b/", "a/../b", "/a", "a\\b", "a\nb", "a\0b", ".", "a/b"] {
+            let rule = crate::model::ImagePath::parse_relative(raw).ok().flatten().map(|p| p.as_str().to_string());
+            let archive = crate::pipeline::extract::normalize_entry(raw).ok().flatten();
+            let recipe = crate::recipe::catalog::clean_relative(raw);
+            let repository = safe_path(raw).ok().map(|p| p.trim_end_matches('/').to_string());
+            assert_eq!((&archive, &recipe, &repository), (&rule, &rule, &rule), "{raw:?}");
         }
     }
 

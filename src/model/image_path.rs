@@ -13,23 +13,39 @@ pub struct ImagePath(String);
 
 impl ImagePath {
     /// Parses a path from a recipe or an archive. A leading `/`, `.` and empty components are
-    /// dropped; `..` and NUL bytes are refused, since they could escape the image root.
+    /// dropped; `..`, NUL, newline and backslash are refused (they could escape the image root,
+    /// or read differently elsewhere), as are names over 255 bytes and paths over 4095 (what the
+    /// kernel and SquashFS hold). This is bakery's one path rule: archive entries, recipe
+    /// sources and repository files all go through it.
     pub fn parse(path: &str) -> Result<Self, String> {
-        if path.contains('\0') {
-            return Err(format!("path {path:?} contains a NUL byte"));
+        Self::parse_relative(path.trim_start_matches('/'))?
+            .ok_or_else(|| format!("path {path:?} names the image root, not a file"))
+    }
+
+    /// [`ImagePath::parse`] for a path that must be relative; `None` when it names the root
+    /// (`./`).
+    pub fn parse_relative(path: &str) -> Result<Option<Self>, String> {
+        if path.starts_with('/') {
+            return Err(format!("path {path:?} is absolute"));
+        }
+        if let Some(c) = path.chars().find(|c| matches!(c, '\0' | '\n' | '\\')) {
+            return Err(format!("path {path:?} contains {c:?}"));
         }
         let mut parts = Vec::new();
         for part in path.split('/') {
             match part {
                 "" | "." => {}
                 ".." => return Err(format!("path {path:?} escapes the image root ('..')")),
+                long if long.len() > 255 => return Err(format!("path {path:?} has a name over 255 bytes")),
                 other => parts.push(other),
             }
         }
-        if parts.is_empty() {
-            return Err(format!("path {path:?} names the image root, not a file"));
+        let joined = parts.join("/");
+        if joined.len() > 4095 {
+            let start: String = path.chars().take(40).collect();
+            return Err(format!("path {start:?}... is longer than 4095 bytes"));
         }
-        Ok(Self(parts.join("/")))
+        Ok((!parts.is_empty()).then_some(Self(joined)))
     }
 
     /// `self/rel`, with the same rules as [`ImagePath::parse`] for `rel`.
@@ -113,6 +129,13 @@ mod tests {
         assert!(ImagePath::parse("usr/../../etc/passwd").unwrap_err().contains("escapes"));
         assert!(ImagePath::parse("/").is_err());
         assert!(ImagePath::parse("usr/lib").unwrap().join("../x").is_err());
+        for bad in ["usr/a\\b", "usr/a\nb", "usr/a\0b", "/abs"] {
+            assert!(ImagePath::parse_relative(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ImagePath::parse_relative("./").unwrap(), None);
+        assert_eq!(ImagePath::parse_relative("./a//b/").unwrap().unwrap().as_str(), "a/b");
+        assert!(ImagePath::parse(&"a/".repeat(2100)).unwrap_err().contains("4095"));
+        assert!(ImagePath::parse(&"x".repeat(256)).unwrap_err().contains("255"));
     }
 
     #[test]

@@ -104,20 +104,12 @@ fn unpack_tar(cache: &Cache, reader: impl Read) -> Result<ArchiveIndex> {
     Ok(index)
 }
 
-/// Strips `./` and trailing `/`; `None` for the archive root; an error for escaping paths.
+/// Strips `./` and trailing `/`; `None` for the archive root; an error for escaping paths
+/// (the one rule, [`ImagePath::parse_relative`]).
 pub fn normalize_entry(raw: &str) -> Result<Option<String>> {
-    if raw.starts_with('/') {
-        return Err(bad_input(format!("archive entry {raw:?} escapes the tree (absolute path)")));
-    }
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return Err(bad_input(format!("archive entry {raw:?} escapes the tree ('..')"))),
-            other => parts.push(other),
-        }
-    }
-    Ok((!parts.is_empty()).then(|| parts.join("/")))
+    let path = crate::model::ImagePath::parse_relative(raw)
+        .map_err(|e| bad_input(format!("archive entry {raw:?} escapes the tree or is not a plain path: {e}")))?;
+    Ok(path.map(|p| p.as_str().to_string()))
 }
 
 fn store_entry(cache: &Cache, entry: &mut impl Read) -> Result<(Sha256, u64)> {

@@ -136,20 +136,10 @@ impl Catalog {
     }
 }
 
-/// A relative path with `.`/empty components removed; `None` when it is absolute or has `..`.
+/// A relative path with `.`/empty components removed; `None` when it breaks the one path rule
+/// ([`crate::model::ImagePath::parse_relative`]) or names the root.
 pub fn clean_relative(path: &str) -> Option<String> {
-    if path.starts_with('/') || path.contains('\0') {
-        return None;
-    }
-    let mut parts = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            other => parts.push(other),
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("/"))
+    crate::model::ImagePath::parse_relative(path).ok().flatten().map(|p| p.as_str().to_string())
 }
 
 #[cfg(test)]
