@@ -1,6 +1,7 @@
 //! Domain values, parsed once (`FromStr`) and printed (`Display`), so invalid ones cannot travel.
 
 pub mod arch;
+pub mod archive;
 pub mod compression;
 pub mod digest;
 pub mod extension_release;

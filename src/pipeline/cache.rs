@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use tempfile::NamedTempFile;
 
-use super::extract::ArchiveIndex;
 use crate::model::Sha256;
+use crate::model::archive::ArchiveIndex;
 
 #[derive(Clone, Debug)]
 pub struct Cache {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use crate::error::bad_input;
@@ -14,36 +13,7 @@ use crate::model::Sha256;
 use crate::model::digest::Hasher;
 use crate::recipe::ArchiveFormat;
 
-/// Everything an archive holds, in archive order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArchiveIndex {
-    pub entries: Vec<ArchiveEntry>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArchiveEntry {
-    /// Normalised relative path (no leading `./`).
-    pub path: String,
-    pub kind: EntryKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum EntryKind {
-    File {
-        sha256: Sha256,
-        size: u64,
-        mode: u16,
-    },
-    Symlink {
-        target: String,
-    },
-    Dir,
-    /// Devices, fifos and the like: never installed.
-    Other {
-        what: String,
-    },
-}
+pub use crate::model::archive::{ArchiveEntry, ArchiveIndex, EntryKind};
 
 /// Unpacks the archive blob `archive` into `cache` and returns its index.
 pub fn unpack(cache: &Cache, archive: &Sha256, format: ArchiveFormat) -> Result<ArchiveIndex> {
