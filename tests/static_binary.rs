@@ -26,7 +26,7 @@ fn the_static_binary_works_in_an_empty_root() {
         return;
     }
     let Some(_dns) = Dns::start(&["mirror.test"]) else {
-        eprintln!("skipping the_static_binary_works_in_an_empty_root: 127.0.0.1:53 is taken");
+        support::skip("the_static_binary_works_in_an_empty_root", "127.0.0.1:53 is taken");
         return;
     };
     let binary = static_binary();

@@ -500,7 +500,7 @@ fn kubectl_sets_targets_and_reads_the_report() {
         return;
     }
     if Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        eprintln!("skipping kubectl_sets_targets_and_reads_the_report: kubectl is not installed");
+        support::skip("kubectl_sets_targets_and_reads_the_report", "kubectl is not installed");
         return;
     }
     let world = World::new(&["v1.0.0"]);

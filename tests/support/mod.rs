@@ -98,12 +98,18 @@ pub fn extract(image: &Path, into: &Path) {
     run(unsquashfs().arg("-n").arg("-d").arg(into).arg(image)).expect_code(0);
 }
 
+/// Says why `test` skips; in CI (`CI` set) a skip is a failure instead.
+pub fn skip(test: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test} cannot run in CI: {why}");
+    eprintln!("skipping {test}: {why}");
+}
+
 /// Whether this process may use namespaces and loop devices (root), else why not.
 pub fn root_or_skip(test: &str) -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
     if !root {
-        eprintln!("skipping {test}: needs root for mount namespaces and loop devices (CI runs it as root)");
+        skip(test, "needs root for mount namespaces and loop devices (CI runs it as root)");
     }
     root
 }
