@@ -28,7 +28,7 @@ pub fn temp_beside(dest: &Path) -> Result<NamedTempFile> {
 pub fn temp_beside_mode(dest: &Path, mode: u32) -> Result<NamedTempFile> {
     let dir = parent_dir(dest);
     let name: String = dest.file_name().and_then(|n| n.to_str()).unwrap_or("file").chars().take(128).collect();
-    loop {
+    for _ in 0..8 {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{TEMP_PREFIX}{name}."))
             .permissions(std::fs::Permissions::from_mode(mode))
@@ -40,6 +40,7 @@ pub fn temp_beside_mode(dest: &Path, mode: u32) -> Result<NamedTempFile> {
             return Ok(tmp);
         }
     }
+    Err(anyhow::anyhow!("creating a temporary file in {}: each one vanished before it was locked", dir.display()))
 }
 
 /// How every temporary file bakery writes is named.
