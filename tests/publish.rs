@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use bakery::model::sums::Sha256Sums;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
@@ -99,25 +99,41 @@ fn pair_verifies(dir: &Path) -> bool {
         .success()
 }
 
-/// Runs `command` with `BAKERY_FAILPOINT=point`, waits until it reports on stderr that it has
-/// reached the point, and kills it there with SIGKILL.
-fn kill_at(mut command: Command, point: &str) {
+/// Runs `command` with `BAKERY_FAILPOINT=point` and returns it once it reports on stderr that
+/// it has reached the point (and stopped there).
+fn pause_at(mut command: Command, point: &str) -> Child {
     command.env("BAKERY_FAILPOINT", point).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let marker = format!("failpoint {point} reached");
+    if let Err(log) = wait_for_line(&mut child, &marker) {
+        let status = child.wait().unwrap();
+        panic!("{point} was never reached ({status}):\n{log}");
+    }
+    child
+}
+
+/// Reads `child`'s stderr until a line contains `needle`; the whole log when it ends first.
+fn wait_for_line(child: &mut Child, needle: &str) -> Result<(), String> {
     let mut log = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.contains(&marker) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return;
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 {
+        if line.contains(needle) {
+            // keep draining so the child never blocks on a full pipe
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+            return Ok(());
         }
         log.push_str(&line);
-        log.push('\n');
+        line.clear();
     }
-    let status = child.wait().unwrap();
-    panic!("{point} was never reached ({status}):\n{log}");
+    Err(log)
+}
+
+/// [`pause_at`], then SIGKILL.
+fn kill_at(command: Command, point: &str) {
+    let mut child = pause_at(command, point);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 #[test]
@@ -294,4 +310,24 @@ fn a_dot_dot_line_in_sha256sums_is_refused_naming_file_and_line() {
     assert_eq!(world.server.total_hits(), 0, "refused before downloading");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "left alone");
     assert!(!world.out().join(image("v1.32.0")).exists());
+}
+
+#[test]
+fn a_create_waits_for_a_release_that_holds_the_directory() {
+    let world = World::new();
+    let keyring = Keyring::new();
+    for version in ["v1.32.0", "v1.32.1"] {
+        world.kubernetes(version, "amd64");
+    }
+    world.create(&["kubernetes", "v1.32.0", "x86-64"]).expect_code(0);
+    let mut release = pause_at(world.release_command(&keyring), "release:locked");
+    let mut create = world.create_command("cache", &["kubernetes", "v1.32.1", "x86-64"]);
+    let mut create = create.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let waited = wait_for_line(&mut create, "waiting for another bakery run to finish with");
+    release.kill().unwrap();
+    release.wait().unwrap();
+    assert!(create.wait().unwrap().success());
+    waited.unwrap_or_else(|log| panic!("create did not wait for the release's lock:\n{log}"));
+    assert_complete(&world.out(), "after the create that waited");
+    assert!(sums(&world.out()).get(&image("v1.32.1")).is_some());
 }
