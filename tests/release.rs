@@ -117,6 +117,7 @@ fn a_signed_release_verifies_with_sha256sum_and_gpgv() {
     assert_eq!(
         names,
         [
+            ".bakery-lock",
             "SHA256SUMS",
             "SHA256SUMS.gpg",
             "cni-plugins-v1.9.conf",
@@ -160,7 +161,7 @@ fn rerunning_changes_only_what_a_new_image_adds() {
         .unwrap();
     assert!(gpgv.success(), "the new signature covers the new SHA256SUMS");
 
-    // An image copied in by other means: SHA256SUMS changes too, and is written last.
+    // An image copied in by other means: SHA256SUMS changes too, and its signature is written last.
     std::fs::copy(dist.join("kubernetes-v1.32.4-x86-64.raw"), dist.join("kubernetes-v1.32.4-x86-64.raw.bak")).unwrap();
     std::fs::remove_file(dist.join("kubernetes-v1.32.4-x86-64.raw")).unwrap();
     world.release(Some(&keyring), &args).expect_code(0);
@@ -169,7 +170,7 @@ fn rerunning_changes_only_what_a_new_image_adds() {
     let copied = world.release(Some(&keyring), &args).expect_code(0);
     let written: Vec<String> =
         copied.stdout.lines().map(|l| l.trim_start_matches(&dist.display().to_string()).to_string()).collect();
-    assert_eq!(written, ["/index.json", "/SHA256SUMS.gpg", "/SHA256SUMS"], "SHA256SUMS last");
+    assert_eq!(written, ["/index.json", "/SHA256SUMS", "/SHA256SUMS.gpg"], "the signature last");
 }
 
 #[test]

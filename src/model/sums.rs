@@ -36,6 +36,10 @@ impl Sha256Sums {
         Ok(())
     }
 
+    pub fn remove(&mut self, name: &str) -> Option<Sha256> {
+        self.entries.remove(name)
+    }
+
     pub fn get(&self, name: &str) -> Option<&Sha256> {
         self.entries.get(name)
     }
@@ -49,8 +53,12 @@ impl Sha256Sums {
     }
 }
 
-fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains('/') || name.chars().any(|c| c.is_control()) || name.trim() != name {
+/// A file name a line may carry: one plain name in the directory itself, never `.` or `..`
+/// (sysupdate resolves a line's name beside `SHA256SUMS`, and drops the whole file for one bad
+/// line).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let special = name == "." || name == "..";
+    if special || name.is_empty() || name.contains('/') || name.chars().any(|c| c.is_control()) || name.trim() != name {
         return Err(format!("{name:?} is not a plain file name"));
     }
     Ok(())
@@ -76,5 +84,17 @@ mod tests {
         assert!(Sha256Sums::parse("nonsense\n").unwrap_err().starts_with("line 1"));
         assert!(Sha256Sums::parse(&format!("{A}  dir/x.raw\n")).is_err());
         assert!(Sha256Sums::parse(&format!("{B}  ok\nxyz  y\n")).unwrap_err().starts_with("line 2"));
+    }
+
+    #[test]
+    fn dot_and_dot_dot_are_not_file_names() {
+        for name in ["..", ".", "../x.raw", "a/../b", "/x.raw", " x.raw"] {
+            let err = Sha256Sums::parse(&format!("{A}  ok.raw\n{B}  {name}\n")).unwrap_err();
+            assert_eq!(err, format!("line 2: {name:?} is not a plain file name"), "{name}");
+            assert!(Sha256Sums::default().insert(name, A.parse().unwrap()).is_err(), "{name}");
+        }
+        let mut sums = Sha256Sums::parse(&format!("{A}  .hidden.raw\n")).unwrap();
+        assert_eq!(sums.remove(".hidden.raw"), Some(A.parse().unwrap()));
+        assert_eq!(sums.render(), "");
     }
 }

@@ -108,6 +108,9 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let request = exact_request(settings, &http, &recipe, &job.request).await?;
     let resolved = resolve::resolve(source, &recipe, &request, &settings.mirrors)?;
     let dest = job.output.join(&resolved.image);
+    if job.output.is_dir() {
+        publish::prepare(&job.output)?;
+    }
     if dest.exists() && !job.force {
         return Err(bad_input(format!("{} already exists (use --force to replace it)", dest.display())));
     }
@@ -155,9 +158,11 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     .context("the packing task panicked")??;
     let pack_time = pack_started.elapsed();
     let published = tokio::task::spawn_blocking({
-        let output = job.output.clone();
-        let image = resolved.image.clone();
-        move || publish::publish(&output, &image, tmp)
+        let (output, image, force) = (job.output.clone(), resolved.image.clone(), job.force);
+        move || {
+            crate::util::failpoint::pause("create:packed");
+            publish::publish(&output, &image, tmp, force)
+        }
     })
     .await
     .context("the publishing task panicked")??;

@@ -1,11 +1,16 @@
 //! `bakery release DIR`: a directory of images becomes a release that any static web server can
 //! serve to systemd-sysupdate: `SHA256SUMS` over every valid image (and its signature),
 //! `index.json`, transfer files and the public key nodes verify with. Every file is written
-//! atomically, only when its content changes, and `SHA256SUMS` last.
+//! atomically, only when its content changes, under the directory's lock; `SHA256SUMS` and then
+//! its signature come last. No order of two renames keeps the pair verifying in between (nodes
+//! fetch both by fixed names), so the signature is the commit point: every run checks that
+//! `SHA256SUMS.gpg` verifies the current `SHA256SUMS` and re-signs when it does not, which
+//! repairs a run killed between the two renames (and a `create` that added a line since).
 
 pub mod index;
 pub mod transfers;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -18,7 +23,7 @@ use crate::pipeline::publish::{self, SUMS_FILE};
 use crate::pipeline::validate;
 use crate::pipeline::versions::looks_prerelease_any;
 use crate::sysupdate::transfer::Suffix;
-use crate::util::{atomic, gpg};
+use crate::util::{atomic, failpoint, gpg};
 use index::{Index, IndexedImage};
 
 /// The detached signature of `SHA256SUMS`.
@@ -85,6 +90,9 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
     if !dir.is_dir() {
         return Err(bad_input(format!("{} is not a directory", dir.display())));
     }
+    let lock = publish::lock(dir)?;
+    failpoint::pause("release:locked");
+    publish::recover::recover(&lock, None)?;
 
     let mut released = Released::default();
     for (file, path) in raw_files(dir)? {
@@ -116,30 +124,87 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
     } else {
         tracing::info!("no --base-url: no transfer files written");
     }
-    let sums_text = sums.render();
-    let sums_changed = std::fs::read(dir.join(SUMS_FILE)).ok().as_deref() != Some(sums_text.as_bytes());
-    if let Some(key) = &options.sign_key {
-        let public = gpg::export_public_key(key)?;
-        let signature_path = dir.join(SIGNATURE_FILE);
-        let keep = !sums_changed && signature_path.is_file() && signature_still_valid(&public, dir)?;
-        if !keep {
-            let unsigned = tempfile::NamedTempFile::new_in(dir).context("creating a temporary file for signing")?;
-            std::fs::write(unsigned.path(), &sums_text)?;
-            files.push((SIGNATURE_FILE.to_string(), gpg::sign_detached(key, unsigned.path())?));
-        }
-        files.insert(0, (PUBLIC_KEY_FILE.to_string(), public));
-    } else if sums_changed && dir.join(SIGNATURE_FILE).exists() {
-        std::fs::remove_file(dir.join(SIGNATURE_FILE)).context("removing the stale SHA256SUMS.gpg")?;
-        released.written.push(dir.join(SIGNATURE_FILE));
+    let public = options.sign_key.as_deref().map(gpg::export_public_key).transpose()?;
+    if let Some(public) = &public {
+        files.insert(0, (PUBLIC_KEY_FILE.to_string(), public.clone()));
     }
-    files.push((SUMS_FILE.to_string(), sums_text.into_bytes()));
     for (name, bytes) in files {
         let path = dir.join(&name);
         if write_if_changed(&path, &bytes)? {
             released.written.push(path);
         }
     }
+    write_sums_and_signature(dir, &sums.render(), options.sign_key.as_deref().zip(public.as_deref()), &mut released)?;
     Ok(released)
+}
+
+/// Writes `SHA256SUMS` when it changed and then its signature by `signer` (key, public key),
+/// or re-signs an unchanged one whose signature does not verify it; unsigned, a stale
+/// signature is removed first.
+fn write_sums_and_signature(
+    dir: &Path,
+    sums_text: &str,
+    signer: Option<(&str, &[u8])>,
+    released: &mut Released,
+) -> Result<()> {
+    let sums_path = dir.join(SUMS_FILE);
+    let signature_path = dir.join(SIGNATURE_FILE);
+    let sums_changed = std::fs::read(&sums_path).ok().as_deref() != Some(sums_text.as_bytes());
+    match signer {
+        Some((key, _)) if sums_changed => {
+            let mut tmp = atomic::temp_beside(&sums_path)?;
+            tmp.write_all(sums_text.as_bytes()).with_context(|| format!("writing {}", tmp.path().display()))?;
+            let data = tmp.path().to_path_buf();
+            sign_into(key, &data, &signature_path, Some((tmp, &sums_path)), released)
+        }
+        Some((key, public)) => {
+            if signature_path.is_file() && signature_still_valid(public, dir)? {
+                return Ok(());
+            }
+            if signature_path.exists() {
+                tracing::info!(
+                    "{} does not verify {}: signing it again",
+                    signature_path.display(),
+                    sums_path.display()
+                );
+            }
+            sign_into(key, &sums_path, &signature_path, None, released)
+        }
+        None if sums_changed => {
+            if signature_path.exists() {
+                std::fs::remove_file(&signature_path).context("removing the stale SHA256SUMS.gpg")?;
+                released.written.push(signature_path);
+            }
+            atomic::write_atomic(&sums_path, sums_text.as_bytes())?;
+            released.written.push(sums_path);
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Signs `data` into `signature`: with `sums` (the new `SHA256SUMS` as a temporary file and its
+/// final path) the new file is renamed first, then its signature.
+fn sign_into(
+    key: &str,
+    data: &Path,
+    signature: &Path,
+    sums: Option<(tempfile::NamedTempFile, &Path)>,
+    released: &mut Released,
+) -> Result<()> {
+    let mut signature_tmp = atomic::temp_beside(signature)?;
+    let bytes = gpg::sign_detached(key, data)?;
+    signature_tmp.write_all(&bytes).with_context(|| format!("writing {}", signature_tmp.path().display()))?;
+    failpoint::pause("release:pair-staged");
+    if let Some((tmp, path)) = sums {
+        atomic::persist(tmp, path)?;
+        released.written.push(path.to_path_buf());
+        failpoint::pause("release:sums-renamed");
+    }
+    atomic::persist(signature_tmp, signature)?;
+    released.written.push(signature.to_path_buf());
+    failpoint::pause("release:signed");
+    Ok(())
 }
 
 /// `(file name, path)` of every regular `*.raw` file, sorted.
@@ -194,6 +259,7 @@ fn signature_still_valid(public_key: &[u8], dir: &Path) -> Result<bool> {
 /// Writes transfer files into `dir` (those that changed) and removes their counterparts with the
 /// other suffix, so a directory never holds both. Returns the paths written.
 pub fn write_transfers(dir: &Path, files: &[(String, String)], suffix: Suffix) -> Result<Vec<PathBuf>> {
+    let _lock = publish::lock(dir)?;
     let bytes: Vec<(String, Vec<u8>)> = files.iter().map(|(n, t)| (n.clone(), t.clone().into_bytes())).collect();
     remove_other_suffix(dir, &bytes, suffix)?;
     let mut written = Vec::new();

@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod cancel;
+pub mod failpoint;
 pub mod gpg;
 pub mod time;
 
