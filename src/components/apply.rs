@@ -134,12 +134,11 @@ pub async fn apply<S: Systemd>(node: &Node<'_, S>, plan: &Plan) -> Result<Vec<Do
     .map(|()| done)
 }
 
-/// Reads the records afresh, changes them and writes them back: an `extension` step's refresh
-/// writes them too, so a copy held across steps would undo its work.
+/// Reads the records afresh, changes them and writes them back, under the records' lock: an
+/// `extension` step's refresh (or a `node refresh` beside this run) writes them too, so a copy
+/// held across steps would undo its work.
 fn edit(root: &Path, change: impl FnOnce(&mut Records)) -> Result<()> {
-    let mut records = Records::load(root)?;
-    change(&mut records);
-    records.save(root)
+    crate::node::records::edit(root, change)
 }
 
 fn change_word(change: &Change) -> String {

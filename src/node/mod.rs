@@ -11,6 +11,7 @@ pub mod lock;
 pub mod observe;
 pub mod records;
 pub mod refresh;
+pub mod root;
 pub mod status;
 pub mod sysext;
 pub mod systemd;

@@ -105,7 +105,7 @@ pub async fn refresh<S: Systemd>(
             }
         }
     }
-    records.save(root)?;
+    records.save_extensions(root)?;
 
     let changed: Vec<&Candidate> = candidates
         .iter()
@@ -118,7 +118,7 @@ pub async fn refresh<S: Systemd>(
         for candidate in changed.iter().filter(|c| !report.lines.iter().any(|l| l.extension == c.linked.name)) {
             records.note(&candidate.linked.name, Outcome::Failed, Some(&candidate.version), &message);
         }
-        records.save(root)?;
+        records.save_extensions(root)?;
         return Err(error);
     }
     for candidate in candidates.iter().filter(|c| !changed.iter().any(|d| d.linked.name == c.linked.name)) {
@@ -129,7 +129,7 @@ pub async fn refresh<S: Systemd>(
             format!("{} active", candidate.version),
         );
     }
-    records.save(root)?;
+    records.save_extensions(root)?;
     keep::sync(root, &records)?;
     Ok(report)
 }
@@ -215,7 +215,7 @@ async fn activate<S: Systemd>(
         };
         records.note(name, outcome.clone(), Some(&candidate.version), &message);
         report.push(name, Some(&candidate.version), outcome, message);
-        records.save(root)?;
+        records.save_extensions(root)?;
     }
     Ok(())
 }

@@ -209,7 +209,7 @@ pub async fn rollback<S: Systemd>(
             Some(&target.version),
             &format!("rolled back to {} on request", target.version),
         );
-        records.save(root)?;
+        records.save_extensions(root)?;
     }
     refresh::refresh(root, config, systemd, Timing::from_config(config)).await
 }
