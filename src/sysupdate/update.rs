@@ -206,12 +206,18 @@ async fn verify(node: &Node<'_>, base: &str, sums: &[u8]) -> Result<()> {
 /// any link there is replaced by rename, and a missing directory is created.
 pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
     let dir = link.parent().ok_or_else(|| anyhow!("{} has no parent directory", link.display()))?;
+    write_symlink(link, &relative_to(dir, target))
+}
+
+/// Makes `link` (a path on disk) a symlink whose text is `text`, replacing what is there by
+/// rename; a missing directory is created.
+pub fn write_symlink(link: &Path, text: &Path) -> Result<()> {
+    let dir = link.parent().ok_or_else(|| anyhow!("{} has no parent directory", link.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = link.file_name().and_then(|n| n.to_str()).unwrap_or("link");
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(relative_to(dir, target), &temp)
-        .with_context(|| format!("creating {}", temp.display()))?;
+    std::os::unix::fs::symlink(text, &temp).with_context(|| format!("creating {}", temp.display()))?;
     std::fs::rename(&temp, link).with_context(|| format!("replacing {}", link.display()))?;
     atomic::sync_dir(dir)
 }
