@@ -103,10 +103,14 @@ impl NodeConfig {
             let fragment = parse(&text).map_err(|e| bad_input(format!("{}:{e}", path.display())))?;
             config.apply(fragment);
         }
-        if config.health_window == 0 || config.instances == 0 || config.retries == 0 || config.retry_backoff == 0 {
-            return Err(bad_input(
-                "node config: health_window, instances, retries and retry_backoff must be at least 1",
-            ));
+        if config.health_window == 0 || config.retries == 0 || config.retry_backoff == 0 {
+            return Err(bad_input("node config: health_window, retries and retry_backoff must be at least 1"));
+        }
+        if config.instances < 2 {
+            return Err(bad_input(format!(
+                "node config: instances = {} is below 2, the least systemd-sysupdate's InstancesMax= allows",
+                config.instances
+            )));
         }
         Ok(config)
     }
