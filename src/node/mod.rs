@@ -8,6 +8,7 @@ pub mod decide;
 pub mod doctor;
 pub mod keep;
 pub mod lock;
+pub mod merge;
 pub mod observe;
 pub mod records;
 pub mod refresh;

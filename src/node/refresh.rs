@@ -15,7 +15,7 @@ use super::decide::{self, Change};
 use super::observe::{self, Host, Linked, on_disk};
 use super::records::{Activation, ExtensionRecord, Outcome, Records};
 use super::systemd::{Systemd, UnitState};
-use super::{keep, lock, sysext};
+use super::{keep, lock, merge, sysext};
 use crate::model::manifest::HealthRule;
 use crate::model::version::compare;
 use crate::pipeline::publish::hash_file;
@@ -77,6 +77,7 @@ pub async fn refresh<S: Systemd>(
     timing: Timing,
 ) -> Result<Report> {
     let _lock = lock::acquire(root)?;
+    merge::restore_held(root)?;
     let mut records = Records::load(root)?;
     let host = Host::read(root)?;
     let mut report = Report::default();
@@ -145,17 +146,29 @@ async fn activate<S: Systemd>(
     systemd: Option<&S>,
     timing: Timing,
 ) -> Result<()> {
-    let plan = decide::restarts(&changed.iter().map(|c| (c.linked.name.clone(), c.units.clone())).collect::<Vec<_>>());
+    let restarts = |changed: &[&Candidate]| {
+        decide::restarts(&changed.iter().map(|c| (c.linked.name.clone(), c.units.clone())).collect::<Vec<_>>())
+    };
     // how each unit was before the merge: a unit that was not up then is not the update's fault
     let mut before: BTreeMap<String, UnitState> = BTreeMap::new();
     if let Some(systemd) = systemd {
-        for (unit, _) in &plan {
+        for (unit, _) in &restarts(changed) {
             if let Ok(state) = systemd.state(unit).await {
                 before.insert(unit.clone(), state);
             }
         }
     }
-    sysext::refresh(root)?;
+    let links: Vec<&Linked> = changed.iter().map(|c| &c.linked).collect();
+    let faults = merge::merge(root, &links, |linked| put_back(root, host, linked, records))?;
+    for fault in &faults {
+        let version = changed.iter().find(|c| c.linked.name == fault.name).map(|c| c.version.as_str());
+        records.note(&fault.name, Outcome::Failed, version, &fault.message);
+        report.push(&fault.name, version, Outcome::Failed, fault.message.clone());
+    }
+    records.save_extensions(root)?;
+    let changed: Vec<&Candidate> =
+        changed.iter().filter(|c| !faults.iter().any(|f| f.name == c.linked.name)).copied().collect();
+    let plan = restarts(&changed);
     if let Some(systemd) = systemd {
         systemd.reload().await?;
     }
