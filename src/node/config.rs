@@ -190,5 +190,8 @@ mod tests {
         std::fs::write(root.path().join(FILE), "\nhealth_windwo = 3\n").unwrap();
         let err = NodeConfig::load(root.path()).unwrap_err().to_string();
         assert!(err.contains("node.toml:2:") && err.contains("health_windwo"), "{err}");
+        std::fs::write(root.path().join(FILE), "instances = 1\n").unwrap();
+        let err = NodeConfig::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("instances = 1 is below 2"), "InstancesMax= must be at least 2: {err}");
     }
 }

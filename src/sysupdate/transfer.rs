@@ -343,11 +343,10 @@ mod tests {
             assert!(err.contains(&format!("{key}={value}: ")) && err.contains(why), "{key}={value}: {err}");
         }
         let relative = "[Source]\nType=url-file\nPath=https://x\nMatchPattern=a@v\n[Target]\nType=regular-file\nPath=/\nCurrentSymlink=x.raw\n";
-        assert_eq!(
-            parse(relative).unwrap().target.get("CurrentSymlink"),
-            Some("x.raw"),
-            "relative to Path=, as in systemd"
-        );
+        let relative = parse(relative).unwrap();
+        assert_eq!(relative.current_symlink().as_deref(), Some("/x.raw"), "relative to Path=, as in systemd");
+        let spec = parse(&good).unwrap();
+        assert_eq!(spec.current_symlink().as_deref(), Some("/etc/extensions/kubernetes.raw"));
         let not_a_url = "[Source]\nType=url-file\nPath=/srv\nMatchPattern=a@v\n[Target]\nType=regular-file\nPath=/\n";
         assert!(parse(not_a_url).unwrap_err().contains("needs an http or https URL"));
         assert_eq!(
