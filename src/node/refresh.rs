@@ -1,5 +1,6 @@
-//! `bakery node refresh`: validate what is linked, merge it, restart what changed, check that it
-//! stays up, roll back what does not, record it all. Links flip by rename and the records are
+//! `bakery node refresh`: validate what is linked, merge it (an image the merge still fails on
+//! is put back, [`super::merge`]), restart what changed, check that it stays up, roll back what
+//! does not, record it all. Links flip by rename and the records are
 //! written atomically at consistent points, so a run killed at any moment leaves a node that the
 //! next run converges.
 
