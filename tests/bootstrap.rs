@@ -342,6 +342,51 @@ fn repositories_over_http_and_in_zips_are_verified_and_cannot_escape() {
     assert!(!root.dir.path().join("etc/evil").exists() && !Path::new("/etc/evil").exists());
 }
 
+/// A `link` step, then steps through the link: the link is written as the step says, and what
+/// goes through it resolves inside the root as it would on the booted node (an absolute target
+/// from the root, `..` never above it), never into the host's directories.
+#[test]
+fn links_in_the_root_cannot_carry_writes_outside_it() {
+    let root = Root::new();
+    let outside = root.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let up = "../".repeat(root.root().components().count() + 2);
+    let component = format!(
+        r#"name: escape
+versions:
+  "*":
+    install:
+      - link: {{ path: /etc/abs, target: "{outside}" }}
+      - file: {{ source: f, dest: /etc/abs/by-absolute }}
+      - link: {{ path: /etc/rel, target: "{up}{outside_rel}" }}
+      - template: {{ source: f, dest: /etc/rel/by-relative }}
+      - directory: {{ path: /etc/abs/made }}
+      - link: {{ path: /etc/abs/link, target: /etc/passwd-target }}
+"#,
+        outside = outside.display(),
+        outside_rel = outside.strip_prefix("/").unwrap().display(),
+    );
+    let repo = root.dir.path().join("escape-repo");
+    std::fs::create_dir_all(repo.join("escape")).unwrap();
+    std::fs::write(
+        repo.join("releases.yaml"),
+        "releases:\n  e1:\n    components:\n      - { name: escape, version: \"1\" }\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("escape/component.yaml"), component).unwrap();
+    std::fs::write(repo.join("escape/f"), "contained\n").unwrap();
+    root.bootstrap(&["--", "--release", "e1", "--components", repo.to_str().unwrap()]).expect_code(0);
+
+    let escaped: Vec<String> = tree(&outside).into_iter().map(|(p, _)| p).collect();
+    assert!(escaped.is_empty() && !outside.join("made").exists(), "written outside the root: {escaped:?}");
+    let inside = root.root().join(outside.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read_to_string(inside.join("by-absolute")).unwrap(), "contained\n");
+    assert_eq!(std::fs::read_to_string(inside.join("by-relative")).unwrap(), "contained\n");
+    assert!(inside.join("made").is_dir());
+    assert_eq!(std::fs::read_link(root.root().join("etc/abs")).unwrap(), outside, "the link as the step says");
+    assert_eq!(std::fs::read_link(inside.join("link")).unwrap(), Path::new("/etc/passwd-target"));
+}
+
 /// The shipped kubeadm worker components render from sample metadata into files that parse.
 #[test]
 fn the_shipped_worker_components_render_valid_configuration() {

@@ -1,7 +1,8 @@
 //! bakery's releases against the real systemd-sysupdate of systemd 257 (Debian trixie's
 //! `/usr/lib/systemd/systemd-sysupdate`), run on the 257 test node against a release served on
 //! 127.0.0.1. Debian 12's systemd 252 ships no systemd-sysupdate, so these tests run on the 257
-//! node only (elsewhere they say why they skip; in CI a skip is a failure).
+//! node only (elsewhere they say why they skip; in CI a skip is a failure). Also `bakery node
+//! update --root` with hostile and unsupported transfer files, on a temporary root.
 
 mod support;
 
@@ -490,4 +491,70 @@ fn the_butane_unit_chain_installs_and_activates_an_update() {
     let records: serde_json::Value =
         serde_json::from_str(&node.container.read("/var/lib/bakery/versions.json")).unwrap();
     assert_eq!(records["extensions"]["demo"]["active"]["version"], "v1.0.1");
+}
+
+/// `node update --root` with transfer files of its own: paths that climb out of the root and
+/// settings bakery would misread are refused, naming the file, the line and the value; links on
+/// the way (the staging and the link directory) resolve inside the root. Nothing is written
+/// outside it.
+#[test]
+fn node_update_under_a_root_stays_inside_it_and_refuses_bad_transfers() {
+    let demo = Demo::new();
+    demo.build("v1.0.0", "x86-64", false);
+    demo.release();
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+    std::fs::create_dir_all(root.join("etc/sysupdate.d")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    let file = root.join("etc/sysupdate.d/demo.transfer");
+    let transfer = |settings: &[(&str, &str)]| {
+        let mut text = format!(
+            "[Transfer]\nVerify=no\n\n[Source]\nType=url-file\nPath={}\nMatchPattern=demo-@v-%a.raw\n\n\
+             [Target]\nType=regular-file\nPath=/opt/extensions/demo\nMatchPattern=demo-@v-%a.raw\n\
+             CurrentSymlink=/etc/extensions/demo.raw\nInstancesMax=3\n",
+            support::demo::RELEASE_URL
+        );
+        for (key, value) in settings {
+            let at = text.rfind(&format!("\n{key}=")).unwrap() + 1;
+            let end = at + text[at..].find('\n').unwrap();
+            text.replace_range(at..end, &format!("{key}={value}"));
+        }
+        std::fs::write(&file, &text).unwrap();
+        let line = |key: &str, value: &str| text.lines().position(|l| l == format!("{key}={value}")).unwrap() + 1;
+        settings.iter().map(|(k, v)| line(k, v)).collect::<Vec<_>>()
+    };
+    let update = || {
+        let mut command = bakery(demo.dir.path());
+        command.args(["--mirror", &demo.release_mirror(), "node", "--root"]).arg(&root).args(["update", "demo"]);
+        run(&mut command)
+    };
+    let up = format!("{}{}", "/..".repeat(root.components().count()), outside.display());
+    for (key, value) in [
+        ("Path", up.as_str()),
+        ("CurrentSymlink", &format!("{up}/demo.raw")),
+        ("Path", "opt/extensions/demo"),
+        ("Type", "tar"),
+        ("InstancesMax", "-1"),
+    ] {
+        let line = transfer(&[(key, value)])[0];
+        let refused = update().expect_code(2);
+        let said = format!("{}: line {line}: [", file.display());
+        assert!(refused.stderr.contains(&said) && refused.stderr.contains(&format!("{key}={value}: ")), "{refused:?}");
+    }
+
+    // the staging directory a link to the host's directory, the link directory one that climbs
+    std::os::unix::fs::symlink(&outside, root.join("opt")).unwrap();
+    std::os::unix::fs::symlink(format!("{up}/links"), root.join("etc/extensions")).unwrap();
+    transfer(&[]);
+    update().expect_code(0);
+    let escaped: Vec<_> = walkdir::WalkDir::new(&outside).min_depth(1).into_iter().collect();
+    assert!(escaped.is_empty(), "written outside the root: {escaped:?}");
+    let inside = root.join(outside.strip_prefix("/").unwrap());
+    assert!(inside.join("extensions/demo").join(image("v1.0.0")).is_file());
+    let link = std::fs::read_link(inside.join("links/demo.raw")).unwrap();
+    assert_eq!(
+        inside.join("links").join(&link).canonicalize().unwrap(),
+        inside.join("extensions/demo").join(image("v1.0.0")).canonicalize().unwrap()
+    );
 }

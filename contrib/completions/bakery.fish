@@ -200,7 +200,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -l json -d 'Print JSON instead of text'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s q -l quiet -d 'Only errors on stderr, no progress'
-complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from bootstrap" -s V -l version -d 'Print version'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'

@@ -51,6 +51,11 @@ pub enum NodeCommand {
     /// Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back
     Watch(WatchArgs),
     /// Install a release's components (files, services, scripts, images) where they changed
+    ///
+    /// Files, directories, links and images are written inside --root: every path, and every
+    /// link on the way to it, resolves there as on the booted node, never outside it. A
+    /// component's `script` steps run on this host, not inside --root (their working directory
+    /// and BAKERY_ROOT are the root): only use components you trust with the host.
     Bootstrap(BootstrapArgs),
 }
 

@@ -20,9 +20,9 @@ use crate::model::Mirrors;
 use crate::node::config::NodeConfig;
 use crate::node::records::{ComponentRecord, Failure, Outcome, Records, ReleaseRecord, ScriptRun};
 use crate::node::systemd::Systemd;
-use crate::node::update;
+use crate::node::{self, update};
 use crate::pipeline::http::Http;
-use crate::sysupdate::update::replace_symlink;
+use crate::sysupdate::update::write_symlink;
 use crate::util::{atomic, time};
 
 /// Serialises bootstraps (refresh has its own lock, which the extension step takes).
@@ -134,12 +134,11 @@ pub async fn apply<S: Systemd>(node: &Node<'_, S>, plan: &Plan) -> Result<Vec<Do
     .map(|()| done)
 }
 
-/// Reads the records afresh, changes them and writes them back: an `extension` step's refresh
-/// writes them too, so a copy held across steps would undo its work.
+/// Reads the records afresh, changes them and writes them back, under the records' lock: an
+/// `extension` step's refresh (or a `node refresh` beside this run) writes them too, so a copy
+/// held across steps would undo its work.
 fn edit(root: &Path, change: impl FnOnce(&mut Records)) -> Result<()> {
-    let mut records = Records::load(root)?;
-    change(&mut records);
-    records.save(root)
+    crate::node::records::edit(root, change)
 }
 
 fn change_word(change: &Change) -> String {
@@ -152,9 +151,10 @@ fn change_word(change: &Change) -> String {
     }
 }
 
-/// A node path under the root.
-fn on_disk(root: &Path, path: &str) -> PathBuf {
-    root.join(path.trim_start_matches('/'))
+/// A node path under the root, its directory resolved inside the root ([`node::root`]): the
+/// entry itself is what a step writes, removes or links.
+fn entry(root: &Path, path: &str) -> Result<PathBuf> {
+    node::root::entry(root, path)
 }
 
 /// Whether writing `path` means systemd should reload before it starts anything.
@@ -171,9 +171,11 @@ async fn execute<S: Systemd>(
     let root = node.root;
     Ok(match action {
         Action::File { dest, mode, contents } => {
-            let path = on_disk(root, dest);
-            let same = std::fs::read(&path).is_ok_and(|old| &old == contents)
-                && std::fs::metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o7777 == *mode);
+            let path = entry(root, dest)?;
+            // a link there is replaced, never written through
+            let same = std::fs::symlink_metadata(&path)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o7777 == *mode)
+                && std::fs::read(&path).is_ok_and(|old| &old == contents);
             if same {
                 format!("{dest} unchanged")
             } else {
@@ -183,7 +185,7 @@ async fn execute<S: Systemd>(
             }
         }
         Action::Directory { path, mode } => {
-            let dir = on_disk(root, path);
+            let dir = node::root::resolve(root, path)?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             if std::fs::metadata(&dir)?.permissions().mode() & 0o7777 != *mode {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode))?;
@@ -191,7 +193,7 @@ async fn execute<S: Systemd>(
             format!("directory {path}")
         }
         Action::Absent { path, recursive } => {
-            let target = on_disk(root, path);
+            let target = entry(root, path)?;
             match std::fs::symlink_metadata(&target) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => format!("{path} already absent"),
                 Err(e) => return Err(e).with_context(|| format!("reading {}", target.display())),
@@ -211,11 +213,12 @@ async fn execute<S: Systemd>(
             }
         }
         Action::Link { path, target } => {
-            let link = on_disk(root, path);
+            // the link says what the step says; it resolves inside the root like any node path
+            let link = entry(root, path)?;
             if std::fs::read_link(&link).is_ok_and(|t| t == Path::new(target)) {
                 format!("{path} already links to {target}")
             } else {
-                replace_symlink(&link, Path::new(target))?;
+                write_symlink(&link, Path::new(target))?;
                 *reload |= unit_path(path);
                 format!("linked {path} -> {target}")
             }
@@ -293,7 +296,7 @@ fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
 async fn extension<S: Systemd>(node: &Node<'_, S>, name: &str, version: &str) -> Result<String> {
     let records = Records::load(node.root)?;
     let active = records.extensions.get(name).and_then(|r| r.active.as_ref());
-    let link = on_disk(node.root, &format!("etc/extensions/{name}.raw"));
+    let link = node::root::on_disk(node.root, &format!("etc/extensions/{name}.raw"));
     if active.is_some_and(|a| crate::cluster::contract::same_version(&a.version, version)) && link.exists() {
         return Ok(format!("{name} {version} already active"));
     }

@@ -103,10 +103,14 @@ impl NodeConfig {
             let fragment = parse(&text).map_err(|e| bad_input(format!("{}:{e}", path.display())))?;
             config.apply(fragment);
         }
-        if config.health_window == 0 || config.instances == 0 || config.retries == 0 || config.retry_backoff == 0 {
-            return Err(bad_input(
-                "node config: health_window, instances, retries and retry_backoff must be at least 1",
-            ));
+        if config.health_window == 0 || config.retries == 0 || config.retry_backoff == 0 {
+            return Err(bad_input("node config: health_window, retries and retry_backoff must be at least 1"));
+        }
+        if config.instances < 2 {
+            return Err(bad_input(format!(
+                "node config: instances = {} is below 2, the least systemd-sysupdate's InstancesMax= allows",
+                config.instances
+            )));
         }
         Ok(config)
     }
@@ -186,5 +190,8 @@ mod tests {
         std::fs::write(root.path().join(FILE), "\nhealth_windwo = 3\n").unwrap();
         let err = NodeConfig::load(root.path()).unwrap_err().to_string();
         assert!(err.contains("node.toml:2:") && err.contains("health_windwo"), "{err}");
+        std::fs::write(root.path().join(FILE), "instances = 1\n").unwrap();
+        let err = NodeConfig::load(root.path()).unwrap_err().to_string();
+        assert!(err.contains("instances = 1 is below 2"), "InstancesMax= must be at least 2: {err}");
     }
 }

@@ -18,7 +18,8 @@ fn kept_path(root: &Path, node_image: &str) -> Option<PathBuf> {
     let rest = Path::new(node_image).strip_prefix(Path::new("/").join(STAGING)).ok()?;
     let mut parts = rest.components();
     let (extension, file) = (parts.next()?, parts.next()?);
-    parts.next().is_none().then(|| root.join(STAGING).join(extension).join(DIR).join(file))
+    let kept = Path::new("/").join(STAGING).join(extension).join(DIR).join(file);
+    parts.next().is_none().then(|| on_disk(root, &kept.to_string_lossy()))
 }
 
 /// The kept images of `extension`, as node paths.

@@ -22,9 +22,7 @@ pub fn acquire(root: &Path) -> Result<Lock> {
 
 /// Takes the lock `file` (relative to `root`), like [`acquire`].
 pub fn acquire_file(root: &Path, file: &str) -> Result<Lock> {
-    let path = root.join(file);
-    let dir = path.parent().expect("the lock has a directory");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = super::root::resolve_in_new_dir(root, file)?;
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -46,6 +44,21 @@ pub fn acquire_file(root: &Path, file: &str) -> Result<Lock> {
     file.set_len(0)?;
     file.rewind()?;
     write!(file, "{}", std::process::id())?;
+    Ok(Lock { _file: file })
+}
+
+/// Takes the lock `file` (relative to `root`), waiting while another process holds it: for the
+/// short load-change-save of a file.
+pub fn wait_file(root: &Path, file: &str) -> Result<Lock> {
+    let path = super::root::resolve_in_new_dir(root, file)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock().with_context(|| format!("locking {}", path.display()))?;
     Ok(Lock { _file: file })
 }
 

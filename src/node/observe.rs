@@ -75,16 +75,17 @@ pub struct Linked {
     pub is_symlink: bool,
 }
 
-/// Maps a node path (`/opt/...`) below `root`.
+/// Maps a node path (`/opt/...`) below `root`, links resolved inside it ([`super::root`]).
 pub fn on_disk(root: &Path, node_path: &str) -> PathBuf {
-    root.join(node_path.trim_start_matches('/'))
+    super::root::on_disk(root, node_path)
 }
 
 /// Every `*.raw` in the link directories, the first one of a name winning like in systemd.
 pub fn linked(root: &Path) -> Result<Vec<Linked>> {
     let mut found: BTreeMap<String, Linked> = BTreeMap::new();
     for dir in LINK_DIRS {
-        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        let on_disk_dir = super::root::resolve(root, dir)?;
+        let Ok(entries) = std::fs::read_dir(&on_disk_dir) else { continue };
         let mut names: Vec<String> = entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         names.sort();
         for file in names {
@@ -94,7 +95,7 @@ pub fn linked(root: &Path) -> Result<Vec<Linked>> {
             if found.contains_key(name) {
                 continue;
             }
-            let link = root.join(dir).join(&file);
+            let link = on_disk_dir.join(&file);
             let metadata = std::fs::symlink_metadata(&link)?;
             let (node_image, is_symlink) = if metadata.file_type().is_symlink() {
                 let target = std::fs::read_link(&link)?;
@@ -175,7 +176,7 @@ pub fn staged(root: &Path, name: &str) -> Vec<String> {
 /// The `*.raw` images (not hidden) in the node directory `dir` (relative to the root), as node
 /// paths, sorted.
 pub fn images_in(root: &Path, dir: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(root.join(dir)) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(on_disk(root, dir)) else { return Vec::new() };
     let mut out: Vec<String> = entries
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|f| f.ends_with(".raw") && !f.starts_with('.'))

@@ -1,6 +1,10 @@
 //! `/var/lib/bakery/versions.json`: per extension what is active, what was before, what last
-//! worked and how the last run ended, plus a bounded history. Written atomically, so it always
-//! parses, even when a run is killed.
+//! worked and how the last run ended, plus a bounded history; the components a bootstrap
+//! installed. Written atomically, so it always parses, even when a run is killed.
+//!
+//! This module is the file's only writer: every change is a load-change-save under one lock
+//! ([`LOCK`]), so `node refresh` (which owns the extension records and the history) and `node
+//! bootstrap` (which owns the rest) never lose each other's records.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +15,8 @@ use serde::{Deserialize, Serialize};
 use crate::util::atomic;
 
 pub const FILE: &str = "var/lib/bakery/versions.json";
+/// Held (waiting for it) around every load-change-save of [`FILE`].
+pub const LOCK: &str = "run/bakery/records.lock";
 /// History entries kept.
 pub const HISTORY: usize = 50;
 
@@ -147,10 +153,21 @@ impl Default for Records {
     }
 }
 
+/// Reads the records afresh under [`LOCK`], lets `change` edit them and writes them back: the
+/// one way the file is changed.
+pub fn edit<T>(root: &Path, change: impl FnOnce(&mut Records) -> T) -> Result<T> {
+    let _lock = super::lock::wait_file(root, LOCK)?;
+    let mut records = Records::load(root)?;
+    let out = change(&mut records);
+    records.save(root)?;
+    Ok(out)
+}
+
 impl Records {
-    /// Reads the records under `root` (empty when there are none yet).
+    /// Reads the records under `root` (empty when there are none yet): a snapshot, as the file
+    /// is only ever replaced whole.
     pub fn load(root: &Path) -> Result<Self> {
-        let path = root.join(FILE);
+        let path = super::root::resolve(root, FILE)?;
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
@@ -158,11 +175,18 @@ impl Records {
         }
     }
 
-    /// Writes the records atomically.
-    pub fn save(&self, root: &Path) -> Result<()> {
-        let path = root.join(FILE);
-        let dir = path.parent().expect("the records have a directory");
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    /// Writes this copy's extension records and history (what refresh and rollback own, under
+    /// the node run lock) into the file, keeping the rest as the file has it now.
+    pub fn save_extensions(&self, root: &Path) -> Result<()> {
+        edit(root, |on_disk| {
+            on_disk.extensions = self.extensions.clone();
+            on_disk.history = self.history.clone();
+        })
+    }
+
+    /// Writes the records atomically (callers hold [`LOCK`]).
+    fn save(&self, root: &Path) -> Result<()> {
+        let path = super::root::entry_in_new_dir(root, FILE)?;
         let mut json = serde_json::to_vec_pretty(self).expect("records serialise");
         json.push(b'\n');
         // private: the records keep rendered component files, which may hold secrets
@@ -240,7 +264,70 @@ mod tests {
         let mut records = Records::default();
         records.activate("demo", activation("v1"));
         records.note("demo", Outcome::Activated, Some("v1"), "ok");
-        records.save(root.path()).unwrap();
+        records.save_extensions(root.path()).unwrap();
         assert_eq!(Records::load(root.path()).unwrap(), records);
+    }
+
+    fn component(version: &str) -> ComponentRecord {
+        ComponentRecord {
+            version: version.into(),
+            release: "r1".into(),
+            position: 0,
+            installed_at: String::new(),
+            uninstall: Vec::new(),
+            scripts: Vec::new(),
+        }
+    }
+
+    /// A refresh holds its copy for the whole run; a bootstrap records a component meanwhile.
+    #[test]
+    fn a_refresh_saving_its_copy_keeps_what_a_bootstrap_recorded_meanwhile() {
+        let root = tempfile::tempdir().unwrap();
+        let mut refresh = Records::load(root.path()).unwrap();
+        edit(root.path(), |r| {
+            r.components.insert("net".into(), component("1"));
+            r.release =
+                Some(ReleaseRecord { version: "r1".into(), role: "worker".into(), completed_at: String::new() });
+        })
+        .unwrap();
+        refresh.activate("demo", activation("v1"));
+        refresh.note("demo", Outcome::Activated, Some("v1"), "ok");
+        refresh.save_extensions(root.path()).unwrap();
+        let on_disk = Records::load(root.path()).unwrap();
+        assert_eq!(on_disk.components["net"].version, "1", "the bootstrap's record is kept");
+        assert_eq!(on_disk.release.as_ref().unwrap().version, "r1");
+        assert_eq!(on_disk.extensions["demo"].active.as_ref().unwrap().version, "v1");
+        edit(root.path(), |r| r.components.insert("kubelet".into(), component("2"))).unwrap();
+        assert_eq!(Records::load(root.path()).unwrap().extensions, on_disk.extensions, "and the other way round");
+    }
+
+    /// A second writer waits for the first one's load-change-save to end, and starts from its
+    /// result.
+    #[test]
+    fn writers_wait_for_each_other() {
+        let root = tempfile::tempdir().unwrap();
+        let (inside_tx, inside) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let path = root.path().to_path_buf();
+        let first = std::thread::spawn(move || {
+            edit(&path, |r| {
+                inside_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                r.components.insert("first".into(), component("1"));
+            })
+            .unwrap()
+        });
+        inside.recv().unwrap();
+        let path = root.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let mut refresh = Records::default();
+            refresh.note("demo", Outcome::Unchanged, None, "second");
+            refresh.save_extensions(&path).unwrap()
+        });
+        go.send(()).unwrap();
+        first.join().unwrap();
+        second.join().unwrap();
+        let on_disk = Records::load(root.path()).unwrap();
+        assert!(on_disk.components.contains_key("first") && on_disk.extensions.contains_key("demo"), "{on_disk:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! `bakery node refresh`: validate what is linked, merge it, restart what changed, check that it
-//! stays up, roll back what does not, record it all. Links flip by rename and the records are
+//! `bakery node refresh`: validate what is linked, merge it (an image the merge still fails on
+//! is put back, [`super::merge`]), restart what changed, check that it stays up, roll back what
+//! does not, record it all. Links flip by rename and the records are
 //! written atomically at consistent points, so a run killed at any moment leaves a node that the
 //! next run converges.
 
@@ -15,7 +16,7 @@ use super::decide::{self, Change};
 use super::observe::{self, Host, Linked, on_disk};
 use super::records::{Activation, ExtensionRecord, Outcome, Records};
 use super::systemd::{Systemd, UnitState};
-use super::{keep, lock, sysext};
+use super::{keep, lock, merge, sysext};
 use crate::model::manifest::HealthRule;
 use crate::model::version::compare;
 use crate::pipeline::publish::hash_file;
@@ -77,6 +78,7 @@ pub async fn refresh<S: Systemd>(
     timing: Timing,
 ) -> Result<Report> {
     let _lock = lock::acquire(root)?;
+    merge::restore_held(root)?;
     let mut records = Records::load(root)?;
     let host = Host::read(root)?;
     let mut report = Report::default();
@@ -105,7 +107,7 @@ pub async fn refresh<S: Systemd>(
             }
         }
     }
-    records.save(root)?;
+    records.save_extensions(root)?;
 
     let changed: Vec<&Candidate> = candidates
         .iter()
@@ -118,7 +120,7 @@ pub async fn refresh<S: Systemd>(
         for candidate in changed.iter().filter(|c| !report.lines.iter().any(|l| l.extension == c.linked.name)) {
             records.note(&candidate.linked.name, Outcome::Failed, Some(&candidate.version), &message);
         }
-        records.save(root)?;
+        records.save_extensions(root)?;
         return Err(error);
     }
     for candidate in candidates.iter().filter(|c| !changed.iter().any(|d| d.linked.name == c.linked.name)) {
@@ -129,7 +131,7 @@ pub async fn refresh<S: Systemd>(
             format!("{} active", candidate.version),
         );
     }
-    records.save(root)?;
+    records.save_extensions(root)?;
     keep::sync(root, &records)?;
     Ok(report)
 }
@@ -145,17 +147,29 @@ async fn activate<S: Systemd>(
     systemd: Option<&S>,
     timing: Timing,
 ) -> Result<()> {
-    let plan = decide::restarts(&changed.iter().map(|c| (c.linked.name.clone(), c.units.clone())).collect::<Vec<_>>());
+    let restarts = |changed: &[&Candidate]| {
+        decide::restarts(&changed.iter().map(|c| (c.linked.name.clone(), c.units.clone())).collect::<Vec<_>>())
+    };
     // how each unit was before the merge: a unit that was not up then is not the update's fault
     let mut before: BTreeMap<String, UnitState> = BTreeMap::new();
     if let Some(systemd) = systemd {
-        for (unit, _) in &plan {
+        for (unit, _) in &restarts(changed) {
             if let Ok(state) = systemd.state(unit).await {
                 before.insert(unit.clone(), state);
             }
         }
     }
-    sysext::refresh(root)?;
+    let links: Vec<&Linked> = changed.iter().map(|c| &c.linked).collect();
+    let faults = merge::merge(root, &links, |linked| put_back(root, host, linked, records))?;
+    for fault in &faults {
+        let version = changed.iter().find(|c| c.linked.name == fault.name).map(|c| c.version.as_str());
+        records.note(&fault.name, Outcome::Failed, version, &fault.message);
+        report.push(&fault.name, version, Outcome::Failed, fault.message.clone());
+    }
+    records.save_extensions(root)?;
+    let changed: Vec<&Candidate> =
+        changed.iter().filter(|c| !faults.iter().any(|f| f.name == c.linked.name)).copied().collect();
+    let plan = restarts(&changed);
     if let Some(systemd) = systemd {
         systemd.reload().await?;
     }
@@ -215,7 +229,7 @@ async fn activate<S: Systemd>(
         };
         records.note(name, outcome.clone(), Some(&candidate.version), &message);
         report.push(name, Some(&candidate.version), outcome, message);
-        records.save(root)?;
+        records.save_extensions(root)?;
     }
     Ok(())
 }

@@ -201,15 +201,15 @@ pub async fn rollback<S: Systemd>(
             .into_iter()
             .find(|l| l.name == extension)
             .map(|l| l.link)
-            .unwrap_or_else(|| root.join("etc/extensions").join(format!("{extension}.raw")));
-        replace_symlink(&link, Path::new(&target.image))?;
+            .map_or_else(|| super::root::entry(root, format!("/etc/extensions/{extension}.raw")), Ok)?;
+        replace_symlink(&link, &on_disk(root, &target.image))?;
         records.note(
             extension,
             Outcome::RolledBack,
             Some(&target.version),
             &format!("rolled back to {} on request", target.version),
         );
-        records.save(root)?;
+        records.save_extensions(root)?;
     }
     refresh::refresh(root, config, systemd, Timing::from_config(config)).await
 }

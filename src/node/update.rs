@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::config::NodeConfig;
@@ -84,14 +84,15 @@ pub fn transfers(root: &Path) -> Result<Vec<Found>> {
                 tracing::debug!("{}: as of systemd 257 transfer files should end in .transfer", path.display());
             }
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let transfer = transfer::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let transfer =
+                transfer::parse(&text).map_err(|e| crate::error::bad_input(format!("{}: {e}", path.display())))?;
             if transfer.source.get("Type") != Some("url-file") {
+                tracing::debug!("{}: a regular-file source is systemd-sysupdate's, not bakery's", path.display());
                 continue;
             }
             let from_link = transfer
-                .target
-                .get("CurrentSymlink")
-                .and_then(|l| Path::new(l).file_name()?.to_str()?.strip_suffix(".raw").map(str::to_string));
+                .current_symlink()
+                .and_then(|l| Path::new(&l).file_name()?.to_str()?.strip_suffix(".raw").map(str::to_string));
             let extension = from_link.or_else(|| component.clone()).unwrap_or_else(|| "unknown".to_string());
             found.push(Found { extension, path, transfer });
         }
@@ -111,7 +112,8 @@ fn configured(config: &NodeConfig, name: &str, verify: bool) -> Result<Option<Fo
         instances_max: config.instances,
         description: format!("{name} from the node config"),
     };
-    let transfer = transfer::parse(&spec.render()?).map_err(|e| anyhow!(e))?;
+    let transfer = transfer::parse(&spec.render()?)
+        .map_err(|e| crate::error::bad_input(format!("the transfer for {name} from the node config: {e}")))?;
     Ok(Some(Found { extension: name.to_string(), path: PathBuf::from("/etc/bakery/node.toml"), transfer }))
 }
 
@@ -148,7 +150,7 @@ impl Prepared {
         config: &NodeConfig,
         systemd: Option<&S>,
     ) -> Result<refresh::Report> {
-        replace_symlink(&self.link, &super::observe::on_disk(root, &self.image.to_string_lossy()))?;
+        replace_symlink(&self.link, &super::root::resolve(root, &self.image)?)?;
         refresh::refresh(root, config, systemd, Timing::from_config(config)).await
     }
 }
@@ -192,11 +194,8 @@ pub async fn stage_exact(
     for section in [&mut transfer.source, &mut transfer.target] {
         section.values.insert("MatchPattern".into(), vec![extension_pattern(extension)]);
     }
-    let link = transfer
-        .target
-        .get("CurrentSymlink")
-        .map(|l| root.join(l.trim_start_matches('/')))
-        .unwrap_or_else(|| root.join(format!("etc/extensions/{extension}.raw")));
+    let link = transfer.current_symlink().unwrap_or_else(|| format!("/etc/extensions/{extension}.raw"));
+    let link = super::root::entry(root, &link)?;
     let wanted = version.as_str();
     let accept = |v: &str| follows(wanted, v);
     let policy = Policy { accept: Some(&accept), protect: protected(&records, extension), stage_only: true };

@@ -130,10 +130,24 @@ impl Section {
     }
 }
 
+impl Transfer {
+    /// `CurrentSymlink=` as a node path: a relative one is relative to the target's `Path=`,
+    /// as systemd-sysupdate reads it.
+    pub fn current_symlink(&self) -> Option<String> {
+        let link = self.target.get("CurrentSymlink")?;
+        if link.starts_with('/') {
+            return Some(link.to_string());
+        }
+        Some(format!("{}/{link}", self.target.get("Path").unwrap_or("/").trim_end_matches('/')))
+    }
+}
+
 /// Parses a transfer file; errors name the 1-based line.
 pub fn parse(text: &str) -> Result<Transfer, String> {
     let mut transfer = Transfer { verify: true, ..Transfer::default() };
     let mut section: Option<&str> = None;
+    // (section, line, value) of every Type=
+    let mut types: Vec<(&str, usize, String)> = Vec::new();
     for (index, raw) in text.lines().enumerate() {
         let line = raw.trim();
         let lineno = index + 1;
@@ -162,10 +176,14 @@ pub fn parse(text: &str) -> Result<Transfer, String> {
             "Source" => &mut transfer.source,
             _ => &mut transfer.target,
         };
+        check_value(current, key, value).map_err(|why| format!("line {lineno}: [{current}] {key}={value}: {why}"))?;
         target.values.entry(key.to_string()).or_default().push(value.to_string());
         if current == "Transfer" && key == "Verify" {
             transfer.verify =
                 parse_bool(value).ok_or_else(|| format!("line {lineno}: Verify={value} is not a boolean"))?;
+        }
+        if key == "Type" {
+            types.push((current, lineno, value.to_string()));
         }
     }
     for (name, section) in [("Source", &transfer.source), ("Target", &transfer.target)] {
@@ -178,7 +196,70 @@ pub fn parse(text: &str) -> Result<Transfer, String> {
     if transfer.source.patterns().is_empty() {
         return Err("[Source] has no MatchPattern=".to_string());
     }
+    // the last Type= of a section counts, as for every key
+    let source_type = types.iter().rev().find(|t| t.0 == "Source").expect("checked above");
+    if source_type.2 == "url-file" {
+        let path = transfer.source.get("Path").unwrap_or_default();
+        if !path.starts_with("https://") && !path.starts_with("http://") {
+            return Err(format!("[Source] Path={path}: a url-file source needs an http or https URL"));
+        }
+    } else if let Err(why) = node_path(transfer.source.get("Path").unwrap_or_default()) {
+        return Err(format!("[Source] Path: {why}"));
+    }
     Ok(transfer)
+}
+
+/// What bakery refuses in one setting, as systemd-sysupdate does (257: `transfer_finalize()`)
+/// or where it would misread it: unsupported types, paths that are not absolute and normalized
+/// (a `..` would stage or link outside the node's root), `InstancesMax=` below 2.
+fn check_value(section: &str, key: &str, value: &str) -> Result<(), String> {
+    match (section, key) {
+        ("Source", "Type") => match value {
+            "url-file" | "regular-file" => Ok(()),
+            "url-tar" | "tar" | "directory" | "subvolume" => {
+                Err("bakery supports url-file sources (and regular-file for a transfer that matches nothing)".into())
+            }
+            _ => Err("not a source type (url-file, url-tar, tar, regular-file, directory, subvolume)".into()),
+        },
+        ("Target", "Type") => match value {
+            "regular-file" => Ok(()),
+            "partition" | "directory" | "subvolume" => Err("bakery supports regular-file targets".into()),
+            _ => Err("not a target type (partition, regular-file, directory, subvolume)".into()),
+        },
+        ("Target", "Path") => node_path(value),
+        ("Target", "CurrentSymlink") => {
+            if value.split('/').any(|p| p == "..") {
+                Err("a link path may not contain ..".into())
+            } else if value.is_empty() {
+                Err("empty".into())
+            } else {
+                Ok(())
+            }
+        }
+        (_, "PathRelativeTo") if value != "root" => Err("bakery supports only root".into()),
+        (_, "MatchPattern") if value.contains('/') => {
+            Err("a pattern names a file in the release and in the target directory, so it has no /".into())
+        }
+        ("Target", "InstancesMax") => match value.parse::<u64>() {
+            Ok(n) if n >= 2 => Ok(()),
+            _ => Err("not a number of at least 2".into()),
+        },
+        ("Target", "Mode") => match u32::from_str_radix(value, 8) {
+            Ok(mode) if mode <= 0o7777 => Ok(()),
+            _ => Err("not an octal file mode".into()),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// An absolute path without `.`, `..` or empty components, as systemd's `path_is_normalized()`.
+fn node_path(value: &str) -> Result<(), String> {
+    let rest = value.strip_prefix('/').ok_or("not an absolute path")?;
+    let bad = |p: &str| p.is_empty() || p == "." || p == "..";
+    if value != "/" && rest.trim_end_matches('/').split('/').any(bad) {
+        return Err("not a normalized path (no ., .. or empty components)".into());
+    }
+    Ok(())
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -233,5 +314,44 @@ mod tests {
         assert_eq!(err, "line 4: unknown key Typ in [Source]");
         assert_eq!(parse("[Sauce]\n").unwrap_err(), "line 1: unknown section [Sauce]");
         assert!(parse("[Transfer]\nVerify=maybe\n").unwrap_err().contains("Verify=maybe"));
+    }
+
+    #[test]
+    fn settings_bakery_would_misread_or_that_escape_are_refused_naming_line_and_value() {
+        let good = spec().render().unwrap();
+        // the file with `key=value` in `section`, and that line's number
+        let with = |section: &str, key: &str, value: &str| {
+            let start = good.lines().position(|l| l == format!("[{section}]")).unwrap();
+            let line = start + good.lines().skip(start).position(|l| l.starts_with(&format!("{key}="))).unwrap();
+            let mut lines: Vec<String> = good.lines().map(str::to_string).collect();
+            lines[line] = format!("{key}={value}");
+            (parse(&(lines.join("\n") + "\n")), line + 1)
+        };
+        for (section, key, value, why) in [
+            ("Source", "Type", "tar", "bakery supports url-file"),
+            ("Source", "Type", "url-fiel", "not a source type"),
+            ("Target", "Path", "/../..", "not a normalized path"),
+            ("Target", "Path", "opt/extensions/kubernetes", "not an absolute path"),
+            ("Target", "CurrentSymlink", "/../../etc/extensions/k.raw", "may not contain .."),
+            ("Target", "InstancesMax", "-1", "at least 2"),
+            ("Target", "InstancesMax", "1", "at least 2"),
+            ("Target", "MatchPattern", "../kubernetes-@v-%a.raw", "has no /"),
+        ] {
+            let (parsed, line) = with(section, key, value);
+            let err = parsed.unwrap_err();
+            assert!(err.starts_with(&format!("line {line}: [")), "{key}={value}: {err}");
+            assert!(err.contains(&format!("{key}={value}: ")) && err.contains(why), "{key}={value}: {err}");
+        }
+        let relative = "[Source]\nType=url-file\nPath=https://x\nMatchPattern=a@v\n[Target]\nType=regular-file\nPath=/\nCurrentSymlink=x.raw\n";
+        let relative = parse(relative).unwrap();
+        assert_eq!(relative.current_symlink().as_deref(), Some("/x.raw"), "relative to Path=, as in systemd");
+        let spec = parse(&good).unwrap();
+        assert_eq!(spec.current_symlink().as_deref(), Some("/etc/extensions/kubernetes.raw"));
+        let not_a_url = "[Source]\nType=url-file\nPath=/srv\nMatchPattern=a@v\n[Target]\nType=regular-file\nPath=/\n";
+        assert!(parse(not_a_url).unwrap_err().contains("needs an http or https URL"));
+        assert_eq!(
+            parse("[Target]\nType=partition\n").unwrap_err(),
+            "line 2: [Target] Type=partition: bakery supports regular-file targets"
+        );
     }
 }

@@ -119,14 +119,17 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
         transfer.target.patterns().into_iter().next().or_else(|| transfer.source.patterns().into_iter().next());
     let target_pattern = Pattern::parse(&target_pattern.unwrap_or_default(), node.arch).map_err(|e| anyhow!(e))?;
     let target_dir = transfer.target.get("Path").unwrap_or_default();
-    let dir = node.root.join(target_dir.trim_start_matches('/'));
+    // inside the root whatever links are on the way (a `..` in the transfer is refused)
+    let dir = crate::node::root::resolve(node.root, target_dir)?;
     let installed = if policy.stage_only { None } else { newest_installed(&dir, &target_pattern, policy) };
     let (version, name) = match installed {
         Some((version, name)) if compare(&version, &newest.version).is_ge() => (version, name),
         _ => (newest.version.clone(), target_pattern.render(&newest.version)),
     };
     let dest = dir.join(&name);
-    let present = dest.is_file() && (version != newest.version || hash_file(&dest)?.0 == newest.sha256);
+    // a link there is replaced by the download, never read or written through
+    let present = std::fs::symlink_metadata(&dest).is_ok_and(|m| m.is_file())
+        && (version != newest.version || hash_file(&dest)?.0 == newest.sha256);
     let mut removed = Vec::new();
     if !present {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -142,8 +145,8 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
         removed = prune(&dir, &target_pattern, &protected, keep)?;
     }
     let node_path = Path::new(target_dir).join(&name);
-    if let Some(link) = transfer.target.get("CurrentSymlink").filter(|_| !policy.stage_only) {
-        replace_symlink(&node.root.join(link.trim_start_matches('/')), &dest)?;
+    if let Some(link) = transfer.current_symlink().filter(|_| !policy.stage_only) {
+        replace_symlink(&crate::node::root::entry(node.root, &link)?, &dest)?;
     }
     Ok(Some(Outcome { version, path: node_path, downloaded: !present, removed }))
 }
@@ -206,12 +209,18 @@ async fn verify(node: &Node<'_>, base: &str, sums: &[u8]) -> Result<()> {
 /// any link there is replaced by rename, and a missing directory is created.
 pub fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
     let dir = link.parent().ok_or_else(|| anyhow!("{} has no parent directory", link.display()))?;
+    write_symlink(link, &relative_to(dir, target))
+}
+
+/// Makes `link` (a path on disk) a symlink whose text is `text`, replacing what is there by
+/// rename; a missing directory is created.
+pub fn write_symlink(link: &Path, text: &Path) -> Result<()> {
+    let dir = link.parent().ok_or_else(|| anyhow!("{} has no parent directory", link.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = link.file_name().and_then(|n| n.to_str()).unwrap_or("link");
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&temp);
-    std::os::unix::fs::symlink(relative_to(dir, target), &temp)
-        .with_context(|| format!("creating {}", temp.display()))?;
+    std::os::unix::fs::symlink(text, &temp).with_context(|| format!("creating {}", temp.display()))?;
     std::fs::rename(&temp, link).with_context(|| format!("replacing {}", link.display()))?;
     atomic::sync_dir(dir)
 }

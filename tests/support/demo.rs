@@ -84,17 +84,39 @@ impl Demo {
         self.build_script(version, "x86-64", script)
     }
 
+    /// Builds `version` of a second extension, `other`: the demo's program as `/usr/bin/other`,
+    /// no units.
+    pub fn build_other(&self, version: &str) -> String {
+        let recipe = self.dir.path().join("extensions/other");
+        std::fs::create_dir_all(&recipe).unwrap();
+        let yaml = RECIPE
+            .replace("name: demo\n", "name: other\n")
+            .replace("restart_units: [demo.service]\n", "")
+            .replace("path: usr/bin/demo", "path: usr/bin/other")
+            .replace("demo.example/{{ version }}", "demo.example/other/{{ version }}");
+        let yaml = &yaml[..yaml.find("templates:").unwrap()];
+        std::fs::write(recipe.join("recipe.yaml"), yaml).unwrap();
+        self.build_script_of("other", version, "x86-64", format!("#!/bin/sh\necho other {version}\n"))
+    }
+
     fn build_script(&self, version: &str, arch: &str, script: String) -> String {
-        let path = format!("/demo.example/{version}/demo");
+        self.build_script_of("demo", version, arch, script)
+    }
+
+    fn build_script_of(&self, name: &str, version: &str, arch: &str, script: String) -> String {
+        let path = match name {
+            "demo" => format!("/demo.example/{version}/demo"),
+            _ => format!("/demo.example/{name}/{version}/demo"),
+        };
         self.server.put(&format!("{path}.sha256"), sha256_hex(script.as_bytes()));
         self.server.put(&path, script);
         let mut command = bakery(self.dir.path());
         command.arg("--cache-dir").arg(self.dir.path().join("cache"));
         command.arg("--extensions-dir").arg(self.dir.path().join("extensions"));
         command.args(["--mirror", &self.server.mirror_for("https://demo.example")]);
-        command.args(["create", "demo", version, arch, "--force", "-o"]).arg(self.shared());
+        command.args(["create", name, version, arch, "--force", "-o"]).arg(self.shared());
         run(&mut command).expect_code(0);
-        format!("demo-{version}-{arch}.raw")
+        format!("{name}-{version}-{arch}.raw")
     }
 
     /// Releases what `shared()` holds (unsigned) and serves it at [`RELEASE_URL`].
