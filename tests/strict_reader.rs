@@ -601,3 +601,23 @@ fn an_oversized_extension_release_is_refused_before_it_is_read() {
     let refused = inspect_json(dir.path(), &image).expect_code(2);
     assert!(refused.stderr.contains("1073741824 bytes, more than the 65536"), "{}", refused.stderr);
 }
+
+/// `release --strict` accepted an image with a hidden entry; it goes through the same reader.
+#[test]
+fn release_strict_refuses_an_image_with_a_hidden_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = sample_tree(dir.path());
+    let out = dir.path().join("release");
+    std::fs::create_dir(&out).unwrap();
+    let image = out.join("sample-v1-x86-64.raw");
+    mksquashfs(&tree, &image, &["-noI", "-noD", "-noF", "-noX"]);
+    run(bakery(dir.path()).args(["release", "--strict"]).arg(&out)).expect_code(0);
+
+    let mut bytes = std::fs::read(&image).unwrap();
+    let at = name_offsets(&bytes, &["holey"])[0] - 4;
+    bytes[at] = 9;
+    std::fs::write(&image, &bytes).unwrap();
+    let refused = run(bakery(dir.path()).args(["release", "--strict"]).arg(&out)).expect_code(2);
+    assert!(refused.stderr.contains("sample-v1-x86-64.raw"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("the entry \"holey\" has an invalid type 9"), "{}", refused.stderr);
+}
