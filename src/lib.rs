@@ -5,34 +5,34 @@
 //! (`node`) observes, decides (pure) and acts; `cluster` is its side of the Kubernetes API.
 
 /// Templates and recipes embedded in the binary.
-pub mod assets;
+pub(crate) mod assets;
 /// Butane and Ignition configs that provision nodes from a release.
-pub mod butane;
+pub(crate) mod butane;
 /// clap definitions and the glue running each command.
 pub mod cli;
 /// `node watch`'s side of the Kubernetes API: the Node contract and its calls.
-pub mod cluster;
+pub(crate) mod cluster;
 /// Components and node bootstrap: releases of versioned files, services and scripts.
-pub mod components;
+pub(crate) mod components;
 /// bakery.toml, environment and flags.
-pub mod config;
+pub(crate) mod config;
 /// Error kinds callers branch on (bad input → exit 2, checksum mismatch, interrupted).
 pub mod error;
 /// Reading images back: inspect.
-pub mod image;
+pub(crate) mod image;
 /// Domain values: Arch, Sha256, ExtName, ExtVersion, mirrors, extension-release, manifest.
 pub mod model;
 /// The node agent: update, refresh, status, rollback, doctor, watch.
-pub mod node;
+pub(crate) mod node;
 /// Build side: resolve, fetch, plan, validate, publish (pack lives in squashfs).
 pub mod pipeline;
 /// The recipe format and the catalog of built-in and local recipes.
 pub mod recipe;
 /// bakery release: SHA256SUMS, signature, index.json, transfer files.
-pub mod release;
+pub(crate) mod release;
 /// SquashFS writing: parallel compression for backhand, tables with xattrs.
-pub mod squashfs;
+pub(crate) mod squashfs;
 /// Transfer files, match patterns, and updating from a release like systemd-sysupdate.
 pub mod sysupdate;
 /// Atomic writes, cancellation, gpg, time formatting.
-pub mod util;
+pub(crate) mod util;

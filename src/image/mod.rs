@@ -2,4 +2,4 @@
 
 pub mod inspect;
 
-pub use inspect::{Inspection, inspect};
+pub use inspect::inspect;

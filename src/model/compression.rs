@@ -19,10 +19,6 @@ pub enum Compression {
     Lz4,
 }
 
-impl Compression {
-    pub const NAMES: &'static str = "gzip, zstd, xz, lz4";
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("unknown compression {0:?}: valid are gzip, zstd, xz, lz4")]
 pub struct UnknownCompression(String);

@@ -35,17 +35,6 @@ impl Hasher {
     }
 }
 
-impl std::io::Write for Hasher {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A string that is not 64 hexadecimal digits.
 #[derive(Debug, thiserror::Error)]
 #[error("{0:?} is not a sha256 digest (64 hexadecimal digits)")]

@@ -51,10 +51,6 @@ impl Cache {
         Some(base.join("bakery"))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     pub fn blob_path(&self, digest: &Sha256) -> PathBuf {
         let hex = digest.to_string();
         self.root.join("blobs/sha256").join(&hex[..2]).join(hex)

@@ -93,21 +93,12 @@ impl Tree {
     pub fn get(&self, path: &str) -> Option<&Node> {
         self.nodes.get(&ImagePath::parse(path).ok()?)
     }
-
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
 }
 
 /// The planned image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Planned {
     pub tree: Tree,
-    pub manifest: Manifest,
 }
 
 /// Lays out the image of `resolved` from what `fetched` holds. `generator` names the tool.
@@ -191,7 +182,7 @@ pub fn plan(resolved: &Resolved, fetched: &Fetched, generator: &str) -> Result<P
     let manifest_file =
         Node::File { content: Content::Inline(manifest.to_json().into_bytes()), mode: Mode::regular(), xattrs: vec![] };
     tree.add(ImagePath::parse(&manifest::path(&resolved.extension)).expect("a valid path"), manifest_file, "bakery")?;
-    Ok(Planned { tree, manifest })
+    Ok(Planned { tree })
 }
 
 /// The digest of every regular file planned so far (all but the manifest, which comes last).

@@ -152,7 +152,7 @@ mod tests {
         let path = live.path().to_path_buf();
         let (file, temp_path) = live.into_parts();
         drop(file);
-        std::mem::forget(temp_path);
+        temp_path.keep().unwrap();
         assert_eq!(remove_stale_temps(dir.path(), Some(kept.path())).unwrap(), vec![(path, 0)]);
     }
 

@@ -13,7 +13,7 @@ use crate::squashfs::format::NO_INDEX;
 /// Decompresses one block, failing when it would grow past `cap` bytes or when the compressed
 /// stream does not end exactly at the end of the block (trailing bytes, a truncated stream or a
 /// bad checksum). xz gets a memory limit: its header chooses the dictionary size.
-pub(super) fn decompress_capped(compressor: u16, bytes: &[u8], cap: usize) -> Result<Vec<u8>> {
+pub(crate) fn decompress_capped(compressor: u16, bytes: &[u8], cap: usize) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(cap + 1);
     match compressor {
         1 => {

@@ -9,7 +9,7 @@
 //! decompressed to its stated size and hashed. Work is iterative (no recursion on depth) and
 //! bounded: metadata, paths, names, logical sizes and captured files have caps.
 
-mod data;
+pub(crate) mod data;
 mod meta;
 
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use crate::model::Sha256;
 use crate::squashfs::format::{NO_INDEX, SuperBlock};
+
 use data::{Data, FileData};
 use meta::{Cursor, Region, read_at};
 
@@ -438,7 +439,11 @@ mod tests {
         let mut tree = Tree::default();
         let path = |p: &str| ImagePath::parse(p).unwrap();
         let bytes = vec![7u8; 300_000];
-        let file = Node::File { content: Content::Inline(bytes.clone()), mode: Mode(0o755), xattrs: vec![] };
+        let strict =
+            crate::pipeline::plan::Xattr { name: "user.extension-release.strict".into(), value: b"false".to_vec() };
+        let selinux = crate::pipeline::plan::Xattr { name: "security.selinux".into(), value: b"x".to_vec() };
+        let file =
+            Node::File { content: Content::Inline(bytes.clone()), mode: Mode(0o755), xattrs: vec![strict, selinux] };
         tree.add(path("usr/bin/tool"), file, "test").unwrap();
         let long = format!("/usr/{}", "x/".repeat(200));
         tree.add(path("usr/bin/long"), Node::Symlink { target: long.clone() }, "test").unwrap();
@@ -457,5 +462,9 @@ mod tests {
                 ("usr/bin/tool", 0o755, &Kind::File { size: 300_000, sha256: Sha256::of(&bytes) }),
             ]
         );
+        let xattrs = &verified.entries[3].xattrs;
+        assert_eq!(xattrs.len(), 2);
+        assert!(xattrs.contains(&("user.extension-release.strict".to_string(), b"false".to_vec())), "{xattrs:?}");
+        assert!(xattrs.contains(&("security.selinux".to_string(), b"x".to_vec())), "{xattrs:?}");
     }
 }
