@@ -403,11 +403,15 @@ impl Node {
             }
         }
         meanwhile();
-        std::fs::OpenOptions::new().write(true).open(&fifo).unwrap().write_all(b"go\n").unwrap();
+        // read and write: the open never blocks, and the line waits in the FIFO until bakery
+        // reads it; held open until bakery ends so it is not discarded before then
+        let mut resume = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        resume.write_all(b"go\n").unwrap();
         stderr.read_to_string(&mut seen).unwrap();
         let mut stdout = String::new();
         child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
         let code = child.wait().unwrap().code().unwrap_or(-1);
+        drop(resume);
         std::fs::remove_file(&fifo).unwrap();
         Run { code, stdout, stderr: seen }
     }

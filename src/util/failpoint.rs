@@ -2,7 +2,8 @@
 //! reaches, bakery prints `bakery: failpoint NAME reached` on stderr and blocks there for good,
 //! so a test can kill it with SIGKILL at exactly that step and check what a crash leaves. With
 //! `BAKERY_FAILPOINT_RESUME=FIFO` as well, it then reads one line from that FIFO and goes on, so
-//! a test can change the world at exactly that step (rewrite an image bakery has just checked).
+//! a test can change the world at exactly that step (rewrite an image bakery has just checked);
+//! a FIFO it cannot read ends the run (exit 1) rather than leave that test waiting.
 //! Unset (always, in normal use), a point costs one comparison.
 
 use std::io::BufRead;
@@ -44,7 +45,11 @@ pub fn pause(point: &str) {
         if let Some(fifo) = std::env::var_os("BAKERY_FAILPOINT_RESUME") {
             match wait_for_line(std::path::Path::new(&fifo)) {
                 Ok(()) => return,
-                Err(e) => eprintln!("bakery: failpoint {point}: reading {}: {e}", fifo.to_string_lossy()),
+                Err(e) => {
+                    // ended, not parked: the test waiting to resume it would wait for good
+                    eprintln!("bakery: failpoint {point}: reading {}: {e}", fifo.to_string_lossy());
+                    std::process::exit(1);
+                }
             }
         }
         loop {
