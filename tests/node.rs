@@ -146,20 +146,23 @@ fn invalid_images_are_refused_and_the_merged_state_is_untouched(systemd: Systemd
     node.bakery(&["node", "refresh"]).expect_code(0);
 
     node.stage_and_link(&foreign);
-    let refused = node.bakery(&["node", "refresh"]).expect_code(0);
+    // reported as a failure (the node is not on what was linked), once: the link is put back
+    let refused = node.bakery(&["node", "refresh"]).expect_code(1);
     assert!(refused.stdout.contains("refused") && refused.stdout.contains("ARCHITECTURE=arm64"), "{refused:?}");
     assert_eq!(node.link(), format!("/opt/extensions/demo/{good}"), "the link is put back");
     assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
     let merged = node.container.run(&["systemd-sysext", "list"]).stdout;
     assert!(merged.contains("demo"), "{merged}");
+    node.bakery(&["node", "refresh"]).expect_code(0);
 
     // A file that is not an image at all, linked under another name.
     node.container.sh("head -c 8192 /dev/urandom > /opt/extensions/demo/junk.raw && ln -sfn /opt/extensions/demo/junk.raw /etc/extensions/junk.raw").expect_code(0);
-    let refused = node.bakery(&["node", "refresh"]).expect_code(0);
+    let refused = node.bakery(&["node", "refresh"]).expect_code(1);
     assert!(refused.stdout.contains("junk: Refused") && refused.stdout.contains("not a SquashFS image"), "{refused:?}");
     assert!(node.container.run(&["test", "-e", "/etc/extensions/junk.raw"]).code != 0, "set aside");
     assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
     assert_eq!(node.records()["extensions"]["junk"]["last_result"]["outcome"], "refused");
+    node.bakery(&["node", "refresh"]).expect_code(0);
 }
 
 fn node_update_stages_the_newest_match_from_a_served_release(systemd: Systemd) {
@@ -344,59 +347,172 @@ fn a_failure_part_way_is_recorded(systemd: Systemd) {
     assert!(result["message"].as_str().unwrap().contains("no-such-unit.service"), "{result}");
 }
 
-/// Images the kernel refuses to mount (the superblock's `bytes_used` zeroed: bakery's
-/// validation accepts that today, the kernel does not): the merge fails on them, so each is found
-/// by merging the changed extensions one at a time, set aside (a first activation) or linked back
-/// to its last good image, recorded and reported as failed, and the extensions beside it are
-/// merged. The next refresh succeeds.
-fn an_image_the_kernel_refuses_is_set_aside_and_the_others_merge(systemd: Systemd) {
-    let host = Host::new();
-    let demo = host.build("v1.0.0", "x86-64", false);
-    let other_v1 = host.build_other("v1.0.0");
-    let other_v2 = host.build_other("v2.0.0");
-    let unmountable = |image: &str| {
-        let bad = format!("bad-{image}");
-        let mut bytes = std::fs::read(host.shared().join(image)).unwrap();
-        bytes[40..48].fill(0); // bytes_used
-        std::fs::write(host.shared().join(&bad), bytes).unwrap();
-        bad
-    };
-    let bad_v1 = unmountable(&other_v1);
-    let bad_v2 = unmountable(&other_v2);
-    let node = host.boot(systemd);
-    let link_other = |image: &str| {
-        let run = node.container.sh(&format!(
+/// Zeroes the superblock's `bytes_used` (offset 40, 8 bytes) of `bytes`: the kernel will not
+/// mount such an image, and bakery's reader refuses it.
+fn unmountable(bytes: &mut [u8]) {
+    bytes[40..48].fill(0);
+}
+
+impl Node {
+    /// Copies an image from /srv/bakery to /opt/extensions/other and links it as other.raw.
+    fn link_other(&self, image: &str) {
+        let run = self.container.sh(&format!(
             "mkdir -p /opt/extensions/other && cp /srv/bakery/{image} /opt/extensions/other/{image} && \
              ln -sfn /opt/extensions/other/{image} /etc/extensions/other.raw"
         ));
         run.expect_code(0);
+    }
+
+    fn other_link(&self) -> Option<String> {
+        let run = self.container.run(&["readlink", "-e", "/etc/extensions/other.raw"]);
+        (run.code == 0).then(|| run.stdout.trim().to_string())
+    }
+
+    /// The extensions systemd-sysext has merged.
+    fn merged(&self) -> String {
+        self.container.sh("cat /usr/.systemd-sysext/extensions 2>/dev/null; true").stdout
+    }
+
+    /// `bakery node refresh`, paused after it checked the images and before systemd-sysext
+    /// merges them, while `meanwhile` runs: the window sysupdate (or a disk) can rewrite an
+    /// image in. Waits on bakery's stderr and a FIFO, never on time.
+    fn refresh_changing(&self, fifo_dir: &std::path::Path, meanwhile: impl FnOnce()) -> Run {
+        use std::io::{BufRead, Read, Write};
+        let fifo = fifo_dir.join("resume");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success(), "mkfifo {}", fifo.display());
+        let mut child = self
+            .container
+            .command(&[self.exe.to_str().unwrap(), "node", "refresh"])
+            .env("BAKERY_FAILPOINT", "refresh:checked")
+            .env("BAKERY_FAILPOINT_RESUME", "/srv/bakery/resume")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).unwrap();
+            assert!(n > 0, "bakery ended before its failpoint: {seen}");
+            seen.push_str(&line);
+            if line.contains("failpoint refresh:checked reached") {
+                break;
+            }
+        }
+        meanwhile();
+        // read and write: the open never blocks, and the line waits in the FIFO until bakery
+        // reads it; held open until bakery ends so it is not discarded before then
+        let mut resume = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        resume.write_all(b"go\n").unwrap();
+        stderr.read_to_string(&mut seen).unwrap();
+        let mut stdout = String::new();
+        child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        let code = child.wait().unwrap().code().unwrap_or(-1);
+        drop(resume);
+        std::fs::remove_file(&fifo).unwrap();
+        Run { code, stdout, stderr: seen }
+    }
+}
+
+/// An image bakery's reader refuses (here the kernel could not mount it either: `bytes_used`
+/// zeroed) staged beside a good extension: refused before the merge, linked back to its last
+/// good image (or set aside, on a first activation), recorded and reported (exit 1, naming the
+/// image), and the good extension is merged. The next refresh succeeds.
+fn an_image_the_reader_refuses_is_put_back_and_the_others_merge(systemd: Systemd) {
+    let host = Host::new();
+    let demo = host.build("v1.0.0", "x86-64", false);
+    let other_v1 = host.build_other("v1.0.0");
+    let other_v2 = host.build_other("v2.0.0");
+    let bad = |image: &str| {
+        let bad = format!("bad-{image}");
+        let mut bytes = std::fs::read(host.shared().join(image)).unwrap();
+        unmountable(&mut bytes);
+        std::fs::write(host.shared().join(&bad), bytes).unwrap();
+        bad
     };
-    let merged = || node.container.sh("cat /usr/.systemd-sysext/extensions 2>/dev/null; true").stdout;
+    let bad_v1 = bad(&other_v1);
+    let bad_v2 = bad(&other_v2);
+    let node = host.boot(systemd);
 
     node.stage_and_link(&demo);
-    link_other(&bad_v1);
+    node.link_other(&bad_v1);
     let first = node.bakery(&["node", "refresh"]).expect_code(1);
-    let said = format!("other: systemd-sysext could not merge /opt/extensions/other/{bad_v1}");
+    let said = format!("other: refused /opt/extensions/other/{bad_v1}");
+    assert!(first.stderr.contains(&said) && first.stderr.contains("bytes_used"), "{first:?}");
+    assert!(first.stderr.contains("set aside"), "{first:?}");
+    assert!(first.stdout.contains("demo: Activated: v1.0.0 active"), "{first:?}");
+    assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
+    assert!(node.merged().contains("demo") && !node.merged().contains("other"), "{}", node.merged());
+    assert_eq!(node.other_link(), None, "set aside");
+    let records = node.records();
+    assert_eq!(records["extensions"]["other"]["last_result"]["outcome"], "refused", "{records}");
+    assert!(records["extensions"]["other"]["last_result"]["message"].as_str().unwrap().contains(&bad_v1));
+    assert_eq!(records["extensions"]["demo"]["active"]["version"], "v1.0.0");
+    node.bakery(&["node", "refresh"]).expect_code(0);
+
+    // a good image, then a bad one: linked back to the good one
+    node.link_other(&other_v1);
+    node.bakery(&["node", "refresh"]).expect_code(0);
+    node.link_other(&bad_v2);
+    let back = node.bakery(&["node", "refresh"]).expect_code(1);
+    assert!(back.stderr.contains(&format!("other: refused /opt/extensions/other/{bad_v2}")), "{back:?}");
+    assert!(back.stderr.contains("linked back to v1.0.0"), "{back:?}");
+    assert_eq!(node.other_link(), Some(format!("/opt/extensions/other/{other_v1}")));
+    assert!(node.merged().contains("demo") && node.merged().contains("other"), "{}", node.merged());
+    assert_eq!(node.container.run(&["other"]).stdout.trim(), "other v1.0.0");
+    let records = node.records();
+    assert_eq!(records["extensions"]["other"]["last_result"]["outcome"], "refused", "{records}");
+    assert_eq!(records["extensions"]["other"]["active"]["version"], "v1.0.0");
+    let again = node.bakery(&["node", "refresh"]).expect_code(0);
+    assert!(again.stdout.contains("other: Unchanged: v1.0.0 active"), "{again:?}");
+}
+
+/// An image that changes between bakery's check and the merge (sysupdate or a failing disk
+/// rewriting it; here `bytes_used` zeroed while refresh waits at its failpoint): the kernel
+/// refuses it, so the merge fails, and the changed extensions are added back one at a time;
+/// the bad one is set aside (a first activation) or linked back to its last good image,
+/// recorded and reported as failed, and the others are merged. The next refresh succeeds.
+fn an_image_rewritten_after_its_check_is_found_by_merging_one_at_a_time(systemd: Systemd) {
+    let host = Host::new();
+    let demo = host.build("v1.0.0", "x86-64", false);
+    let other_v1 = host.build_other("v1.0.0");
+    let other_v2 = host.build_other("v2.0.0");
+    let node = host.boot(systemd);
+    // in place, as a disk or a writer that does not rename would: the file bakery checked
+    let rewrite = |image: &str| {
+        let zero =
+            format!("dd if=/dev/zero of=/opt/extensions/other/{image} bs=1 seek=40 count=8 conv=notrunc status=none");
+        node.container.sh(&zero).expect_code(0);
+    };
+
+    node.stage_and_link(&demo);
+    node.link_other(&other_v1);
+    let first = node.refresh_changing(&host.shared(), || rewrite(&other_v1));
+    assert_eq!(first.code, 1, "{first:?}");
+    let said = format!("other: systemd-sysext could not merge /opt/extensions/other/{other_v1}");
     assert!(first.stderr.contains(&said) && first.stderr.contains("set aside"), "{first:?}");
     assert!(first.stdout.contains("demo: Activated: v1.0.0 active"), "{first:?}");
     assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
-    assert!(merged().contains("demo") && !merged().contains("other"), "{}", merged());
-    assert!(node.container.run(&["test", "-e", "/etc/extensions/other.raw"]).code != 0, "set aside");
+    assert!(node.merged().contains("demo") && !node.merged().contains("other"), "{}", node.merged());
+    assert_eq!(node.other_link(), None, "set aside");
     let records = node.records();
     assert_eq!(records["extensions"]["other"]["last_result"]["outcome"], "failed", "{records}");
     assert_eq!(records["extensions"]["demo"]["active"]["version"], "v1.0.0");
     node.bakery(&["node", "refresh"]).expect_code(0);
 
-    // a good image, then a bad one: linked back to the good one
-    link_other(&other_v1);
+    // a good image, then one rewritten after its check: linked back to the good one
+    node.link_other(&other_v1);
     node.bakery(&["node", "refresh"]).expect_code(0);
-    link_other(&bad_v2);
-    let back = node.bakery(&["node", "refresh"]).expect_code(1);
-    assert!(back.stderr.contains(&format!("could not merge /opt/extensions/other/{bad_v2}")), "{back:?}");
+    node.link_other(&other_v2);
+    let back = node.refresh_changing(&host.shared(), || rewrite(&other_v2));
+    assert_eq!(back.code, 1, "{back:?}");
+    assert!(back.stderr.contains(&format!("could not merge /opt/extensions/other/{other_v2}")), "{back:?}");
     assert!(back.stderr.contains("linked back to v1.0.0"), "{back:?}");
-    let link = node.container.run(&["readlink", "-f", "/etc/extensions/other.raw"]).stdout;
-    assert_eq!(link.trim(), format!("/opt/extensions/other/{other_v1}"));
-    assert!(merged().contains("demo") && merged().contains("other"), "{}", merged());
+    assert_eq!(node.other_link(), Some(format!("/opt/extensions/other/{other_v1}")));
+    assert!(node.merged().contains("demo") && node.merged().contains("other"), "{}", node.merged());
     assert_eq!(node.container.run(&["other"]).stdout.trim(), "other v1.0.0");
     let records = node.records();
     assert_eq!(records["extensions"]["other"]["last_result"]["outcome"], "failed", "{records}");
@@ -406,7 +522,8 @@ fn an_image_the_kernel_refuses_is_set_aside_and_the_others_merge(systemd: System
 }
 
 on_both_systemds!(
-    an_image_the_kernel_refuses_is_set_aside_and_the_others_merge,
+    an_image_the_reader_refuses_is_put_back_and_the_others_merge,
+    an_image_rewritten_after_its_check_is_found_by_merging_one_at_a_time,
     a_kubelet_waiting_for_its_config_activates_and_its_rule_applies_once_configured,
     a_first_activation_never_unlinks_and_a_unit_down_before_is_not_a_rollback,
     a_failure_part_way_is_recorded,

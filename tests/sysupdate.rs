@@ -558,3 +558,60 @@ fn node_update_under_a_root_stays_inside_it_and_refuses_bad_transfers() {
         inside.join("extensions/demo").join(image("v1.0.0")).canonicalize().unwrap()
     );
 }
+
+/// A release whose `SHA256SUMS` vouches for an image bakery's reader refuses (a device node in
+/// it) or finds errors in (a file outside /usr and /opt): the digest checks out, yet
+/// `node update` refuses it naming the URL and what is wrong, and installs nothing; once the
+/// release serves a sound image, the update goes through.
+#[test]
+fn node_update_refuses_a_download_the_strict_reader_refuses() {
+    let demo = Demo::new();
+    demo.build("v1.0.0", "x86-64", false);
+    let served = demo.build("v1.0.1", "x86-64", false);
+    demo.release();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/sysupdate.d")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    let transfer = std::fs::read_to_string(demo.shared().join("demo.conf")).unwrap();
+    std::fs::write(root.join("etc/sysupdate.d/demo.conf"), transfer).unwrap();
+    let update = || {
+        let mut command = bakery(demo.dir.path());
+        command.args(["--mirror", &demo.release_mirror(), "node", "--root"]).arg(&root).args(["update", "demo"]);
+        run(&mut command)
+    };
+    // the sound image, unpacked, packed again by mksquashfs with something added
+    let tree = dir.path().join("tree");
+    run(support::unsquashfs().arg("-q").arg("-d").arg(&tree).arg(demo.shared().join(&served))).expect_code(0);
+    let repack = |name: &str, options: &[&str]| {
+        let image = dir.path().join(name);
+        let mut mksquashfs = std::process::Command::new("mksquashfs");
+        mksquashfs.arg(&tree).arg(&image).args(["-all-root", "-noappend", "-quiet", "-no-progress"]).args(options);
+        run(&mut mksquashfs).expect_code(0);
+        std::fs::read(image).unwrap()
+    };
+    let device = repack("device.raw", &["-p", "usr/bin/tty c 666 root root 5 0"]);
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/motd"), "outside /usr\n").unwrap();
+    let outside = repack("outside.raw", &[]);
+    let sums = std::fs::read_to_string(demo.shared().join("SHA256SUMS")).unwrap();
+    let good = sums.lines().find(|l| l.ends_with(&served)).unwrap().split_whitespace().next().unwrap().to_string();
+
+    let staged = root.join("opt/extensions/demo");
+    for (bytes, message) in [(&device, "a device node"), (&outside, "etc/motd")] {
+        let sha256 = support::fixtures::sha256_hex(bytes);
+        demo.server.put(&format!("/release.example/ext/{served}"), bytes.clone());
+        demo.server.put("/release.example/ext/SHA256SUMS", sums.replace(&good, &sha256));
+        let refused = update().expect_code(2);
+        let url = format!("/release.example/ext/{served}");
+        assert!(refused.stderr.contains("refusing ") && refused.stderr.contains(&url), "{refused:?}");
+        assert!(refused.stderr.contains(message), "{refused:?}");
+        let left: Vec<_> = std::fs::read_dir(&staged).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "nothing installed, no temporary file: {left:?}");
+        assert!(std::fs::symlink_metadata(root.join("etc/extensions/demo.raw")).is_err(), "nothing linked");
+    }
+
+    demo.release();
+    update().expect_code(0);
+    assert!(staged.join(&served).is_file());
+}

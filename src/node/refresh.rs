@@ -37,9 +37,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// The failures (rolled back, failed), which make the command exit 1.
+    /// The failures (rolled back, refused, failed), which make the command exit 1: the node
+    /// is not on what was linked, whether validation or the merge refused it.
     pub fn failures(&self) -> Vec<&Line> {
-        self.lines.iter().filter(|l| matches!(l.outcome, Outcome::RolledBack | Outcome::Failed)).collect()
+        self.lines
+            .iter()
+            .filter(|l| matches!(l.outcome, Outcome::RolledBack | Outcome::Refused | Outcome::Failed))
+            .collect()
     }
 
     fn push(&mut self, extension: &str, version: Option<&str>, outcome: Outcome, message: String) {
@@ -113,6 +117,9 @@ pub async fn refresh<S: Systemd>(
         .iter()
         .filter(|c| decide::change(records.extensions.get(&c.linked.name), &c.sha256) != Change::Same)
         .collect();
+    // what was checked may change before systemd-sysext reads it (sysupdate, a failing disk):
+    // the merge fallback catches that; tests rewrite an image here
+    crate::util::failpoint::pause("refresh:checked");
     let activated = activate(root, &host, &mut records, &mut report, &changed, systemd, timing).await;
     if let Err(error) = activated {
         // a step failed part way: every change without a verdict yet is recorded as failed

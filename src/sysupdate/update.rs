@@ -1,8 +1,8 @@
 //! systemd-sysupdate's part for `url-file` → `regular-file` transfers, for hosts that lack it
 //! and for tests: read the release's `SHA256SUMS` (and check `SHA256SUMS.gpg` when the transfer
 //! says `Verify=yes`), pick the newest matching image in systemd's version order (never older
-//! than one installed), download it verified next to its target with `Mode=`, rename it into
-//! place, flip a relative `CurrentSymlink` by rename, and keep at most `InstancesMax` images, as
+//! than one installed), download it verified next to its target with `Mode=`, check it with the
+//! strict image reader (which systemd-sysupdate does not have), rename it into place, flip a relative `CurrentSymlink` by rename, and keep at most `InstancesMax` images, as
 //! the real systemd-sysupdate 257 does (tests/sysupdate.rs compares them).
 
 use std::os::unix::fs::PermissionsExt;
@@ -136,6 +136,13 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
         let url = resolve(node, transfer, &format!("{base}/{}", newest.file))?;
         let temp = || atomic::temp_beside(&dest);
         let (tmp, _) = node.http.download_verified(&url, &newest.sha256, &temp, &ProgressBar::hidden()).await?;
+        // a signed digest says the release is what was published, not that it is sound: the
+        // strict reader decides before the image is where systemd-sysext would merge it
+        let (path, file) = (tmp.path().to_path_buf(), name.clone());
+        tokio::task::spawn_blocking(move || check_download(&path, &file))
+            .await
+            .context("checking a download")?
+            .with_context(|| format!("refusing {url}"))?;
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode(transfer)?))?;
         atomic::persist(tmp, &dest)?;
         // InstancesMax= counts the new image, as systemd-sysupdate's vacuum before an install does.
@@ -149,6 +156,18 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
         replace_symlink(&crate::node::root::entry(node.root, &link)?, &dest)?;
     }
     Ok(Some(Outcome { version, path: node_path, downloaded: !present, removed }))
+}
+
+/// The strict reader's verdict on a downloaded image that will be named `file`: an image it
+/// refuses, or finds errors in, is bad input (retrying fetches the same bytes).
+fn check_download(path: &Path, file: &str) -> Result<()> {
+    let inspection = crate::image::inspect::inspect_as(path, file)?;
+    let errors: Vec<String> =
+        crate::pipeline::validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
+    if !errors.is_empty() {
+        return Err(crate::error::bad_input(format!("{file} is not a valid sysext image: {}", errors.join("; "))));
+    }
+    Ok(())
 }
 
 /// The newest image in `dir` the target pattern matches and the policy accepts: (version, file).
