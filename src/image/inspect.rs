@@ -73,8 +73,13 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
             None
         }
     };
+    // A download not yet renamed is named by what it will be, not by its temporary file.
+    let shown = match path.file_name().and_then(|n| n.to_str()) {
+        Some(name) if name == file_name => path.display().to_string(),
+        _ => file_name.to_string(),
+    };
     let verified = read::verify(path, &Limits::default(), &keep)
-        .map_err(|e| bad_input(format!("{}: not a valid sysext image: {e:#}", path.display())))?;
+        .map_err(|e| bad_input(format!("{shown}: not a valid sysext image: {e:#}")))?;
 
     let mut view = ImageView::default();
     let mut manifest: Option<(String, Manifest)> = None;

@@ -127,7 +127,12 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
     if !image.exists() {
         return Err(format!("{} does not exist", image.display()));
     }
-    let inspection = inspect::inspect(image).map_err(|e| crate::error::describe(&e))?;
+    // Callers name the image already: keep only what is wrong with it.
+    let prefix = format!("{}: ", image.display());
+    let inspection = inspect::inspect(image).map_err(|e| {
+        let why = crate::error::describe(&e);
+        why.strip_prefix(&prefix).map(str::to_string).unwrap_or(why)
+    })?;
     let errors: Vec<String> = validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
     if !errors.is_empty() {
         return Err(errors.join("; "));
