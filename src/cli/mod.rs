@@ -127,19 +127,29 @@ impl Global {
 }
 
 /// Runs `work` on the process's tokio runtime until it ends or SIGINT/SIGTERM arrives. On a
-/// signal the work is dropped, which removes its temporary files, and the error says so.
+/// signal the cancel flag is set at once (synchronous work such as template rendering checks it),
+/// the work is dropped, which removes its temporary files, and the error says so.
 fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
         let mut terminate = signal(SignalKind::terminate())?;
-        let signal = tokio::select! {
-            result = work => return result,
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        crate::util::cancel::request();
-        Err(crate::error::Interrupted(signal).into())
+        // On a worker thread, so the flag is set even while `work` blocks this thread.
+        let signalled = tokio::spawn(async move {
+            let signal = tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            crate::util::cancel::request_by(signal);
+        });
+        tokio::select! {
+            result = work => match crate::util::cancel::requested() {
+                // work that noticed the flag ends with whatever error it saw; the signal wins
+                true if result.is_err() => Err(crate::util::cancel::interrupted()),
+                _ => result,
+            },
+            _ = signalled => Err(crate::util::cancel::interrupted()),
+        }
     });
     // Dropping the runtime's tasks removes their temporary files; blocking work sees the
     // cancel flag and ends within moments.
