@@ -123,3 +123,46 @@ fn sigterm_stops_rendering_with_exit_130() {
     assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
     assert!(support::dir_names(&dir.path().join("out")).is_empty());
 }
+
+/// Runs `args` with stdout a pipe nobody reads (its read end closed before the start).
+fn with_stdout_closed(dir: &Path, args: &[&str]) -> Run {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = bakery(dir);
+    command.arg("--cache-dir").arg(dir.join("cache")).arg("--extensions-dir").arg(dir.join("extensions"));
+    command.args(args).stdout(writer).stderr(Stdio::piped());
+    let output = command.output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    template_recipe(dir.path(), "x\n");
+    let out = dir.path().join("out");
+    let image = out.join("demo-1.0.0-x86-64.raw");
+    let image = image.to_str().unwrap();
+    let built = with_stdout_closed(dir.path(), &["create", "demo", "1.0.0", "x86-64", "-o", out.to_str().unwrap()]);
+    assert_eq!((built.code, built.stderr.contains("panicked")), (0, false), "{}", built.stderr);
+    assert!(std::path::Path::new(image).is_file(), "the work is done even when nobody reads the result");
+    for args in [
+        &["inspect", image, "--json"][..],
+        &["inspect", image],
+        &["list"],
+        &["list", "--json"],
+        &["create", "kubernetes", "v1.32.0", "x86-64", "--dry-run"],
+        &["release", out.to_str().unwrap(), "--allow-unsigned"],
+        &["completions", "bash"],
+        &["manpage"],
+        &["--help"],
+    ] {
+        let run = with_stdout_closed(dir.path(), args);
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.is_empty() || !run.stderr.contains("error"), "{args:?}: {}", run.stderr);
+    }
+}

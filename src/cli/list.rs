@@ -53,7 +53,7 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
                 Err(e) => broken.push(crate::error::describe(&e)),
             }
         }
-        print!("{}", if args.json { json(&known)? } else { table(&known) });
+        out!("{}", if args.json { json(&known)? } else { table(&known) })?;
         if !broken.is_empty() {
             return Err(bad_input(format!("invalid recipes:\n  {}", broken.join("\n  "))));
         }
@@ -71,12 +71,12 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
                 .map(|(minor, release)| LatestOfMinor { minor: minor.to_string(), version: release.version })
                 .collect();
         let text: String = latest.iter().map(|l| format!("{}\n", l.version)).collect();
-        print!("{}", if args.json { json(&latest)? } else { text });
+        out!("{}", if args.json { json(&latest)? } else { text })?;
         return Ok(());
     }
     let shown: Vec<&Release> = releases.iter().filter(|r| args.pre || !r.prerelease).collect();
     let text: String = shown.iter().map(|r| format!("{}\n", r.version)).collect();
-    print!("{}", if args.json { json(&shown)? } else { text });
+    out!("{}", if args.json { json(&shown)? } else { text })?;
     Ok(())
 }
 

@@ -1,5 +1,17 @@
 //! The command line: clap definitions, merging flags with environment and config, and the
-//! glue that runs each command. Results go to stdout, logs and progress to stderr.
+//! glue that runs each command. Results go to stdout (through [`out!`] and [`outln!`], never
+//! `println!`), logs and progress to stderr.
+#![deny(clippy::print_stdout)]
+
+/// `print!` that drops the text (instead of panicking) when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::output::write(format_args!($($arg)*)) };
+}
+
+/// `println!` that drops the text (instead of panicking) when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 mod butane;
 mod create;
@@ -8,6 +20,7 @@ mod inspect;
 mod list;
 pub mod logging;
 mod node;
+mod output;
 mod release;
 
 use std::path::PathBuf;

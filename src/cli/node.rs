@@ -106,13 +106,13 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 let http = Http::new(settings.retry)?;
                 let staged = update::update(root, &config, &http, &settings.mirrors, extension.as_deref()).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&staged)?);
+                    outln!("{}", serde_json::to_string_pretty(&staged)?)?;
                 } else {
                     for s in &staged {
                         match (&s.image, s.downloaded) {
-                            (Some(image), true) => println!("{}: staged {image}", s.extension),
-                            (Some(image), false) => println!("{}: {image} is already staged", s.extension),
-                            (None, _) => println!("{}: the release has nothing {} matches", s.extension, s.source),
+                            (Some(image), true) => outln!("{}: staged {image}", s.extension)?,
+                            (Some(image), false) => outln!("{}: {image} is already staged", s.extension)?,
+                            (None, _) => outln!("{}: the release has nothing {} matches", s.extension, s.source)?,
                         }
                     }
                 }
@@ -129,9 +129,9 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
             NodeCommand::Status => {
                 let statuses = status::status(root, bus.as_ref()).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&statuses)?);
+                    outln!("{}", serde_json::to_string_pretty(&statuses)?)?;
                 } else {
-                    print!("{}", status::render(&statuses));
+                    out!("{}", status::render(&statuses))?;
                 }
                 Ok(())
             }
@@ -158,9 +158,9 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 let plan = components::prepare(root, &config, &http, &settings.mirrors, &request).await?;
                 if bootstrap.dry_run {
                     if args.json {
-                        println!("{}", serde_json::to_string_pretty(&plan)?);
+                        outln!("{}", serde_json::to_string_pretty(&plan)?)?;
                     } else {
-                        print!("{}", components::plan::describe(&plan));
+                        out!("{}", components::plan::describe(&plan))?;
                     }
                     return Ok(());
                 }
@@ -174,16 +174,16 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 };
                 let done = components::apply::apply(&node, &plan).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "done": done }))?);
+                    outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "done": done }))?)?;
                 } else {
                     for d in &done {
-                        println!("{} {}: {}", d.component, d.version, d.steps.join("; "));
+                        outln!("{} {}: {}", d.component, d.version, d.steps.join("; "))?;
                     }
                     if !plan.restarts.is_empty() {
-                        println!("restarted: {}", plan.restarts.join(", "));
+                        outln!("restarted: {}", plan.restarts.join(", "))?;
                     }
                     if plan.is_empty() {
-                        println!("release {}: nothing to do", plan.release);
+                        outln!("release {}: nothing to do", plan.release)?;
                     }
                 }
                 Ok(())
@@ -246,10 +246,10 @@ fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs
 /// Prints a refresh report; failures make the command fail naming them.
 fn finish(report: &Report, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?)?;
     } else {
         for line in &report.lines {
-            println!("{}: {:?}: {}", line.extension, line.outcome, line.message);
+            outln!("{}: {:?}: {}", line.extension, line.outcome, line.message)?;
         }
     }
     let failures: Vec<String> = report.failures().iter().map(|l| format!("{}: {}", l.extension, l.message)).collect();
@@ -275,9 +275,9 @@ pub fn run_doctor(global: &Global, args: &DoctorArgs) -> Result<()> {
         Ok(doctor::doctor(&args.root, &config, &http, &settings.mirrors).await)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
+        outln!("{}", serde_json::to_string_pretty(&checks)?)?;
     } else {
-        print!("{}", doctor::render(&checks));
+        out!("{}", doctor::render(&checks))?;
     }
     let failed: Vec<&str> =
         checks.iter().filter(|c| c.status == doctor::Status::Fail).map(|c| c.check.as_str()).collect();
