@@ -94,7 +94,7 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
     };
     if args.dry_run {
         let resolved = super::until_interrupted(async {
-            let http = crate::pipeline::http::Http::new(settings.retry)?;
+            let http = settings.http()?;
             create::resolve(&settings, &http, &request).await
         })?;
         outln!("{}", serde_json::to_string_pretty(&resolved)?)?;

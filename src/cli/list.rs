@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::Global;
 use crate::error::bad_input;
-use crate::pipeline::http::Http;
 use crate::pipeline::versions::{self, Release};
 
 #[derive(Debug, Args)]
@@ -61,7 +60,7 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
     };
     let recipe = settings.catalog.get(name)?.recipe()?;
     let releases = super::until_interrupted(async {
-        let http = Http::new(settings.retry)?;
+        let http = settings.http()?;
         versions::list(&http, &settings.mirrors, &recipe.version, name).await
     })?;
     if args.latest {

@@ -33,7 +33,6 @@ use crate::error::bad_input;
 use crate::model::Mirrors;
 use crate::model::mirror::MirrorRule;
 use crate::pipeline::cache::Cache;
-use crate::pipeline::http::RetryPolicy;
 use crate::recipe::Catalog;
 
 /// Turns upstream release binaries into systemd-sysext images.
@@ -128,12 +127,14 @@ impl Global {
             .or_else(|| config.file.cache_dir.clone())
             .or_else(Cache::default_root)
             .unwrap_or_else(|| PathBuf::from("/var/cache/bakery"));
+        let (retry, limits) = config.download()?;
         Ok(Settings {
             catalog,
             mirrors: Mirrors::new(rules),
             cache_dir,
             progress_bars: !self.quiet && crate::util::stderr_is_terminal(),
-            retry: RetryPolicy::default(),
+            retry,
+            limits,
             config,
         })
     }

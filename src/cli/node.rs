@@ -14,7 +14,6 @@ use crate::node::refresh::{self, Report, Timing};
 use crate::node::systemd::Bus;
 use crate::node::watch::{self, Agent, metrics::Metrics};
 use crate::node::{doctor, status, update};
-use crate::pipeline::http::Http;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -103,7 +102,7 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
         match &args.command {
             NodeCommand::Update { extension, activate } => {
                 let settings = global.settings()?;
-                let http = Http::new(settings.retry)?;
+                let http = settings.http()?;
                 let staged = update::update(root, &config, &http, &settings.mirrors, extension.as_deref()).await?;
                 if args.json {
                     outln!("{}", serde_json::to_string_pretty(&staged)?)?;
@@ -142,7 +141,7 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
             NodeCommand::Watch(_) => unreachable!("handled above"),
             NodeCommand::Bootstrap(bootstrap) => {
                 let settings = global.settings()?;
-                let http = Http::new(settings.retry)?;
+                let http = settings.http()?;
                 let source = match (&bootstrap.metadata, &bootstrap.metadata_url) {
                     (Some(path), _) => metadata::Source::File(path),
                     (None, Some(url)) => metadata::Source::Url(url),
@@ -215,7 +214,7 @@ fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs
         let client = connect::client(&source).await?;
         tracing::info!("watching Node {name} with credentials from {source}");
         let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
-        let http = Http::new(settings.retry)?;
+        let http = settings.http()?;
         let metrics = Metrics::default();
         let _server = match args.metrics_addr {
             Some(addr) => Some(metrics.clone().serve(addr, root.to_path_buf()).await?),
@@ -271,7 +270,7 @@ pub fn run_doctor(global: &Global, args: &DoctorArgs) -> Result<()> {
     let settings = global.settings()?;
     let config = NodeConfig::load(&args.root)?;
     let checks = super::until_interrupted(async {
-        let http = Http::new(settings.retry)?;
+        let http = settings.http()?;
         Ok(doctor::doctor(&args.root, &config, &http, &settings.mirrors).await)
     })?;
     if args.json {

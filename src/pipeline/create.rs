@@ -102,7 +102,7 @@ async fn explain_missing(
 /// Builds and publishes one image.
 pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let started = Instant::now();
-    let http = Http::new(settings.retry)?;
+    let http = settings.http()?;
     let source = settings.catalog.get(&job.request.extension)?;
     let recipe = source.recipe()?;
     let request = exact_request(settings, &http, &recipe, &job.request).await?;
