@@ -91,7 +91,13 @@ fn a_template_output_past_1_mib_is_refused() {
 }
 
 #[test]
-fn sigterm_stops_rendering_with_exit_130() {
+fn sigterm_and_sigint_stop_rendering_with_exit_130() {
+    for signal in ["TERM", "INT"] {
+        interrupt_rendering(signal);
+    }
+}
+
+fn interrupt_rendering(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     // within fuel and output caps, but seconds of work per line (minutes in all)
     template_recipe(dir.path(), "{% for i in range(500) %}{{ ('x' * 20000000) | upper | length }}\n{% endfor %}");
@@ -107,7 +113,7 @@ fn sigterm_stops_rendering_with_exit_130() {
         }
     }
     let signalled = Instant::now();
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
     let (tx, rx) = mpsc::channel();
     let pid = child.id();
     std::thread::spawn(move || tx.send(child.wait()).ok());
@@ -115,13 +121,13 @@ fn sigterm_stops_rendering_with_exit_130() {
         Ok(status) => status.unwrap(),
         Err(_) => {
             Command::new("kill").args(["-KILL", &pid.to_string()]).status().ok();
-            panic!("SIGTERM was ignored while rendering");
+            panic!("SIG{signal} was ignored while rendering");
         }
     };
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(status.code(), Some(130), "{seen}{rest}");
-    assert!(rest.contains("interrupted by SIGTERM"), "{rest}");
+    assert!(rest.contains(&format!("interrupted by SIG{signal}")), "{rest}");
     assert!(signalled.elapsed() < Duration::from_secs(10), "took {:?}", signalled.elapsed());
     assert!(support::dir_names(&dir.path().join("out")).is_empty());
 }

@@ -147,11 +147,11 @@ fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> R
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate())?;
+        let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
         // On a worker thread, so the flag is set even while `work` blocks this thread.
         let signalled = tokio::spawn(async move {
             let signal = tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
             };
             crate::util::cancel::request_by(signal);
