@@ -169,7 +169,8 @@ impl Http {
         if status.is_success() {
             return Ok(response);
         }
-        let retry = status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429;
+        // 429 is not retried: GitHub answers a used-up rate limit so, and the reset is an hour away
+        let retry = status.is_server_error() || status.as_u16() == 408;
         let headers = response.headers().clone();
         let body = response.text().await.unwrap_or_default();
         let error = HttpStatus { status: status.as_u16(), reason: status.to_string(), headers, body };
