@@ -27,6 +27,45 @@ pub struct ChecksumMismatch {
 #[error("interrupted by {0}; nothing was published")]
 pub struct Interrupted(pub &'static str);
 
+/// Whether trying again may help. The download retry loop and `node watch` decide by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    /// Bad input, a checksum mismatch, a 404, a TLS failure, a refused redirect: the same
+    /// attempt fails the same way.
+    Permanent,
+    /// A reset connection, a timeout, a 5xx answer: a later attempt may succeed.
+    Transient,
+}
+
+/// Marks an error chain with its [`Persistence`]. It adds no text: its message is empty, which
+/// [`describe`] skips.
+#[derive(Debug, thiserror::Error)]
+#[error("")]
+struct Marked(Persistence);
+
+/// `error`, marked as failing the same way every time.
+pub fn permanent(error: impl Into<anyhow::Error>) -> anyhow::Error {
+    error.into().context(Marked(Persistence::Permanent))
+}
+
+/// `error`, marked as one a later attempt may not see.
+pub fn transient(error: impl Into<anyhow::Error>) -> anyhow::Error {
+    error.into().context(Marked(Persistence::Transient))
+}
+
+/// Whether trying again may help: the outermost mark in the chain, else permanent for
+/// [`BadInput`] and [`ChecksumMismatch`], else transient (what is not known to be permanent).
+pub fn persistence(error: &anyhow::Error) -> Persistence {
+    if let Some(Marked(persistence)) = error.downcast_ref::<Marked>() {
+        return *persistence;
+    }
+    if error.chain().any(|cause| cause.is::<BadInput>() || cause.is::<ChecksumMismatch>()) {
+        Persistence::Permanent
+    } else {
+        Persistence::Transient
+    }
+}
+
 /// The exit code for an error: 2 for bad input, 130 when interrupted, 1 for other failures.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
     if error.chain().any(|cause| cause.is::<BadInput>()) {
@@ -71,6 +110,21 @@ mod tests {
         assert_eq!(describe(&error), "connecting to the bus: failed to connect: No such file or directory");
         let plain = anyhow::anyhow!("inner").context("middle").context("outer");
         assert_eq!(describe(&plain), "outer: middle: inner");
+    }
+
+    #[test]
+    fn persistence_is_the_outermost_mark_and_adds_no_text() {
+        let reset = transient(anyhow::anyhow!("connection reset")).context("fetching x").context("staging k v2");
+        assert_eq!(persistence(&reset), Persistence::Transient);
+        assert_eq!(describe(&reset), "staging k v2: fetching x: connection reset");
+        let tls = permanent(anyhow::anyhow!("invalid peer certificate")).context("fetching x");
+        assert_eq!(persistence(&tls), Persistence::Permanent);
+        let checksum = anyhow::Error::new(ChecksumMismatch { expected: "a".into(), actual: "b".into() });
+        assert_eq!(persistence(&checksum.context("fetching x")), Persistence::Permanent);
+        assert_eq!(persistence(&bad_input("unknown arch").context("x")), Persistence::Permanent);
+        assert_eq!(persistence(&anyhow::anyhow!("D-Bus went away")), Persistence::Transient);
+        let relabelled = permanent(transient(anyhow::anyhow!("timed out")).context("deadline"));
+        assert_eq!(persistence(&relabelled), Persistence::Permanent, "the outermost mark wins");
     }
 
     #[test]

@@ -250,6 +250,23 @@ fn versions_that_do_not_exist_upstream_name_the_nearest() {
 }
 
 #[test]
+fn a_missing_checksum_of_an_existing_version_names_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    kubernetes_markers(&server, &STABLE, "v1.33.0-rc.1");
+    // v1.32.0 exists (stable-1.32.txt names a newer patch, v1.32.3), but one checksum is gone
+    let upstream = Upstream::kubernetes(&server, "v1.32.0", "amd64", &default_cni_version());
+    let sha256 = format!("{}.sha256", upstream.paths["kubeadm"]);
+    server.remove(&sha256);
+    let failed =
+        bakery_at(dir.path(), &server, &["create", "kubernetes", "v1.32.0", "x86-64", "-o", "out"]).expect_code(1);
+    assert!(!failed.stderr.contains("does not exist"), "{}", failed.stderr);
+    let url = format!("{}{sha256}", server.url());
+    assert!(failed.stderr.contains(&format!("{url}: HTTP 404 Not Found")), "{}", failed.stderr);
+    assert_eq!(server.hits(&sha256), 1, "a 404 is not retried");
+}
+
+#[test]
 fn exact_versions_make_no_listing_requests() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start();

@@ -472,6 +472,28 @@ fn bad_targets_are_reported_and_failures_end_in_failed_without_a_crash() {
 }
 
 #[test]
+fn a_permanent_failure_is_given_up_at_once() {
+    if !root_or_skip("a_permanent_failure_is_given_up_at_once") {
+        return;
+    }
+    let world = World::new(&["v1.0.0"]);
+    // the image served does not match SHA256SUMS: another attempt would fetch the same bytes
+    let image = "/release.example/ext/demo-v1.0.0-x86-64.raw";
+    world.demo.server.put(image, b"not the released image".to_vec());
+    world.api.annotate(NODE, "target.bakery.dev/demo", Some("v1.0.0"));
+    let mut agent = world.start();
+    let message = world.api.wait_for("the target given up", WAIT, |v| {
+        let failed = condition(v).is_some_and(|c| c["reason"] == "Failed");
+        (failed && annotation(v, "bakery.dev/state").as_deref() == Some("failed"))
+            .then(|| annotation(v, "bakery.dev/message"))
+            .flatten()
+    });
+    assert!(message.contains("checksum mismatch") && !message.contains("gave up after"), "{message}");
+    assert_eq!(world.demo.server.hits(image), 1, "not retried:\n{}", agent.log());
+    assert!(agent.running(), "no crash:\n{}", agent.log());
+}
+
+#[test]
 fn an_unreachable_api_server_is_waited_for() {
     if !root_or_skip("an_unreachable_api_server_is_waited_for") {
         return;

@@ -88,9 +88,9 @@ pub fn run(global: &Global, args: &ButaneArgs) -> Result<()> {
     };
     let config = butane::plan(&request)?;
     if args.ignition {
-        print!("{}", butane::ignition::to_ignition(&config));
+        out!("{}", butane::ignition::to_ignition(&config))?;
     } else {
-        print!("{}", butane::to_butane(&config)?);
+        out!("{}", butane::to_butane(&config)?)?;
     }
     Ok(())
 }

@@ -94,10 +94,10 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
     };
     if args.dry_run {
         let resolved = super::until_interrupted(async {
-            let http = crate::pipeline::http::Http::new(settings.retry)?;
+            let http = settings.http()?;
             create::resolve(&settings, &http, &request).await
         })?;
-        println!("{}", serde_json::to_string_pretty(&resolved)?);
+        outln!("{}", serde_json::to_string_pretty(&resolved)?)?;
         return Ok(());
     }
     let job = CreateJob {
@@ -107,8 +107,8 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
     };
     let base_url = args.base_url.as_deref().map(crate::release::base_url).transpose()?;
     let built = super::until_interrupted(create::create(&settings, &job))?;
-    println!("{}", built.published.image.display());
-    println!("{}", built.published.sums.display());
+    outln!("{}", built.published.image.display())?;
+    outln!("{}", built.published.sums.display())?;
     if let (true, Some(base_url)) = (args.sysupdate, base_url) {
         if args.allow_unsigned {
             tracing::warn!("transfer files say Verify=no: nodes will trust the transport");
@@ -118,7 +118,7 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         let mut files = transfers::for_extension(name, &[version], &base_url, !args.allow_unsigned, 3, suffix)?;
         files.push(transfers::noop(suffix));
         for path in crate::release::write_transfers(&job.output, &files, suffix)? {
-            println!("{}", path.display());
+            outln!("{}", path.display())?;
         }
     }
     Ok(())

@@ -63,20 +63,20 @@ pub fn manpages() -> Vec<(String, String)> {
 }
 
 pub fn run_completions(args: &CompletionsArgs) -> Result<()> {
-    print!("{}", completions(args.shell));
+    out!("{}", completions(args.shell))?;
     Ok(())
 }
 
 pub fn run_manpage(args: &ManpageArgs) -> Result<()> {
     let pages = manpages();
     match &args.dir {
-        None => print!("{}", pages[0].1),
+        None => out!("{}", pages[0].1)?,
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             for (name, roff) in pages {
                 let path = dir.join(name);
                 crate::util::atomic::write_atomic(&path, roff.as_bytes())?;
-                println!("{}", path.display());
+                outln!("{}", path.display())?;
             }
         }
     }

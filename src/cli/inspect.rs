@@ -22,9 +22,9 @@ pub struct InspectArgs {
 pub fn run(args: &InspectArgs) -> Result<()> {
     let inspection = inspect::inspect(&args.image)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        outln!("{}", serde_json::to_string_pretty(&inspection)?)?;
     } else {
-        print!("{}", inspect::render(&inspection));
+        out!("{}", inspect::render(&inspection))?;
     }
     let errors = validate::errors(&inspection.findings).len();
     if errors > 0 {

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::Global;
 use crate::error::bad_input;
-use crate::pipeline::http::Http;
 use crate::pipeline::versions::{self, Release};
 
 #[derive(Debug, Args)]
@@ -53,7 +52,7 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
                 Err(e) => broken.push(crate::error::describe(&e)),
             }
         }
-        print!("{}", if args.json { json(&known)? } else { table(&known) });
+        out!("{}", if args.json { json(&known)? } else { table(&known) })?;
         if !broken.is_empty() {
             return Err(bad_input(format!("invalid recipes:\n  {}", broken.join("\n  "))));
         }
@@ -61,7 +60,7 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
     };
     let recipe = settings.catalog.get(name)?.recipe()?;
     let releases = super::until_interrupted(async {
-        let http = Http::new(settings.retry)?;
+        let http = settings.http()?;
         versions::list(&http, &settings.mirrors, &recipe.version, name).await
     })?;
     if args.latest {
@@ -71,12 +70,12 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
                 .map(|(minor, release)| LatestOfMinor { minor: minor.to_string(), version: release.version })
                 .collect();
         let text: String = latest.iter().map(|l| format!("{}\n", l.version)).collect();
-        print!("{}", if args.json { json(&latest)? } else { text });
+        out!("{}", if args.json { json(&latest)? } else { text })?;
         return Ok(());
     }
     let shown: Vec<&Release> = releases.iter().filter(|r| args.pre || !r.prerelease).collect();
     let text: String = shown.iter().map(|r| format!("{}\n", r.version)).collect();
-    print!("{}", if args.json { json(&shown)? } else { text });
+    out!("{}", if args.json { json(&shown)? } else { text })?;
     Ok(())
 }
 

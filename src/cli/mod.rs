@@ -1,5 +1,17 @@
 //! The command line: clap definitions, merging flags with environment and config, and the
-//! glue that runs each command. Results go to stdout, logs and progress to stderr.
+//! glue that runs each command. Results go to stdout (through [`out!`] and [`outln!`], never
+//! `println!`), logs and progress to stderr.
+#![deny(clippy::print_stdout)]
+
+/// `print!` that drops the text (instead of panicking) when stdout is closed.
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::output::write(format_args!($($arg)*)) };
+}
+
+/// `println!` that drops the text (instead of panicking) when stdout is closed.
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::output::write(format_args!("{}\n", format_args!($($arg)*))) };
+}
 
 mod butane;
 mod create;
@@ -8,6 +20,7 @@ mod inspect;
 mod list;
 pub mod logging;
 mod node;
+mod output;
 mod release;
 
 use std::path::PathBuf;
@@ -20,7 +33,6 @@ use crate::error::bad_input;
 use crate::model::Mirrors;
 use crate::model::mirror::MirrorRule;
 use crate::pipeline::cache::Cache;
-use crate::pipeline::http::RetryPolicy;
 use crate::recipe::Catalog;
 
 /// Turns upstream release binaries into systemd-sysext images.
@@ -115,31 +127,43 @@ impl Global {
             .or_else(|| config.file.cache_dir.clone())
             .or_else(Cache::default_root)
             .unwrap_or_else(|| PathBuf::from("/var/cache/bakery"));
+        let (retry, limits) = config.download()?;
         Ok(Settings {
             catalog,
             mirrors: Mirrors::new(rules),
             cache_dir,
             progress_bars: !self.quiet && crate::util::stderr_is_terminal(),
-            retry: RetryPolicy::default(),
+            retry,
+            limits,
             config,
         })
     }
 }
 
 /// Runs `work` on the process's tokio runtime until it ends or SIGINT/SIGTERM arrives. On a
-/// signal the work is dropped, which removes its temporary files, and the error says so.
+/// signal the cancel flag is set at once (synchronous work such as template rendering checks it),
+/// the work is dropped, which removes its temporary files, and the error says so.
 fn until_interrupted<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     use tokio::signal::unix::{SignalKind, signal};
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
-        let mut terminate = signal(SignalKind::terminate())?;
-        let signal = tokio::select! {
-            result = work => return result,
-            _ = tokio::signal::ctrl_c() => "SIGINT",
-            _ = terminate.recv() => "SIGTERM",
-        };
-        crate::util::cancel::request();
-        Err(crate::error::Interrupted(signal).into())
+        let (mut interrupt, mut terminate) = (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?);
+        // On a worker thread, so the flag is set even while `work` blocks this thread.
+        let signalled = tokio::spawn(async move {
+            let signal = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            crate::util::cancel::request_by(signal);
+        });
+        tokio::select! {
+            result = work => match crate::util::cancel::requested() {
+                // work that noticed the flag ends with whatever error it saw; the signal wins
+                true if result.is_err() => Err(crate::util::cancel::interrupted()),
+                _ => result,
+            },
+            _ = signalled => Err(crate::util::cancel::interrupted()),
+        }
     });
     // Dropping the runtime's tasks removes their temporary files; blocking work sees the
     // cancel flag and ends within moments.

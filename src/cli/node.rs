@@ -14,7 +14,6 @@ use crate::node::refresh::{self, Report, Timing};
 use crate::node::systemd::Bus;
 use crate::node::watch::{self, Agent, metrics::Metrics};
 use crate::node::{doctor, status, update};
-use crate::pipeline::http::Http;
 
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -108,16 +107,16 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
         match &args.command {
             NodeCommand::Update { extension, activate } => {
                 let settings = global.settings()?;
-                let http = Http::new(settings.retry)?;
+                let http = settings.http()?;
                 let staged = update::update(root, &config, &http, &settings.mirrors, extension.as_deref()).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&staged)?);
+                    outln!("{}", serde_json::to_string_pretty(&staged)?)?;
                 } else {
                     for s in &staged {
                         match (&s.image, s.downloaded) {
-                            (Some(image), true) => println!("{}: staged {image}", s.extension),
-                            (Some(image), false) => println!("{}: {image} is already staged", s.extension),
-                            (None, _) => println!("{}: the release has nothing {} matches", s.extension, s.source),
+                            (Some(image), true) => outln!("{}: staged {image}", s.extension)?,
+                            (Some(image), false) => outln!("{}: {image} is already staged", s.extension)?,
+                            (None, _) => outln!("{}: the release has nothing {} matches", s.extension, s.source)?,
                         }
                     }
                 }
@@ -134,9 +133,9 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
             NodeCommand::Status => {
                 let statuses = status::status(root, bus.as_ref()).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&statuses)?);
+                    outln!("{}", serde_json::to_string_pretty(&statuses)?)?;
                 } else {
-                    print!("{}", status::render(&statuses));
+                    out!("{}", status::render(&statuses))?;
                 }
                 Ok(())
             }
@@ -147,7 +146,7 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
             NodeCommand::Watch(_) => unreachable!("handled above"),
             NodeCommand::Bootstrap(bootstrap) => {
                 let settings = global.settings()?;
-                let http = Http::new(settings.retry)?;
+                let http = settings.http()?;
                 let source = match (&bootstrap.metadata, &bootstrap.metadata_url) {
                     (Some(path), _) => metadata::Source::File(path),
                     (None, Some(url)) => metadata::Source::Url(url),
@@ -163,9 +162,9 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 let plan = components::prepare(root, &config, &http, &settings.mirrors, &request).await?;
                 if bootstrap.dry_run {
                     if args.json {
-                        println!("{}", serde_json::to_string_pretty(&plan)?);
+                        outln!("{}", serde_json::to_string_pretty(&plan)?)?;
                     } else {
-                        print!("{}", components::plan::describe(&plan));
+                        out!("{}", components::plan::describe(&plan))?;
                     }
                     return Ok(());
                 }
@@ -179,16 +178,16 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 };
                 let done = components::apply::apply(&node, &plan).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "done": done }))?);
+                    outln!("{}", serde_json::to_string_pretty(&serde_json::json!({ "plan": plan, "done": done }))?)?;
                 } else {
                     for d in &done {
-                        println!("{} {}: {}", d.component, d.version, d.steps.join("; "));
+                        outln!("{} {}: {}", d.component, d.version, d.steps.join("; "))?;
                     }
                     if !plan.restarts.is_empty() {
-                        println!("restarted: {}", plan.restarts.join(", "));
+                        outln!("restarted: {}", plan.restarts.join(", "))?;
                     }
                     if plan.is_empty() {
-                        println!("release {}: nothing to do", plan.release);
+                        outln!("release {}: nothing to do", plan.release)?;
                     }
                 }
                 Ok(())
@@ -220,7 +219,7 @@ fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs
         let client = connect::client(&source).await?;
         tracing::info!("watching Node {name} with credentials from {source}");
         let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
-        let http = Http::new(settings.retry)?;
+        let http = settings.http()?;
         let metrics = Metrics::default();
         let _server = match args.metrics_addr {
             Some(addr) => Some(metrics.clone().serve(addr, root.to_path_buf()).await?),
@@ -251,10 +250,10 @@ fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs
 /// Prints a refresh report; failures make the command fail naming them.
 fn finish(report: &Report, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        outln!("{}", serde_json::to_string_pretty(report)?)?;
     } else {
         for line in &report.lines {
-            println!("{}: {:?}: {}", line.extension, line.outcome, line.message);
+            outln!("{}: {:?}: {}", line.extension, line.outcome, line.message)?;
         }
     }
     let failures: Vec<String> = report.failures().iter().map(|l| format!("{}: {}", l.extension, l.message)).collect();
@@ -276,13 +275,13 @@ pub fn run_doctor(global: &Global, args: &DoctorArgs) -> Result<()> {
     let settings = global.settings()?;
     let config = NodeConfig::load(&args.root)?;
     let checks = super::until_interrupted(async {
-        let http = Http::new(settings.retry)?;
+        let http = settings.http()?;
         Ok(doctor::doctor(&args.root, &config, &http, &settings.mirrors).await)
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&checks)?);
+        outln!("{}", serde_json::to_string_pretty(&checks)?)?;
     } else {
-        print!("{}", doctor::render(&checks));
+        out!("{}", doctor::render(&checks))?;
     }
     let failed: Vec<&str> =
         checks.iter().filter(|c| c.status == doctor::Status::Fail).map(|c| c.check.as_str()).collect();

@@ -60,10 +60,10 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
         released.written.len()
     );
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&released)?);
+        outln!("{}", serde_json::to_string_pretty(&released)?)?;
     } else {
         for path in &released.written {
-            println!("{}", path.display());
+            outln!("{}", path.display())?;
         }
     }
     Ok(())

@@ -9,8 +9,7 @@ use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 use serde::Serialize;
 
-use crate::error::bad_input;
-use crate::pipeline::render::{describe, strict_environment};
+use crate::pipeline::render::{render_bounded, strict_environment};
 
 pub struct Templates {
     env: Environment<'static>,
@@ -35,9 +34,7 @@ impl Default for Templates {
 impl Templates {
     /// Renders `source`; `name` identifies it in errors (`kubelet-config/config.yaml`).
     pub fn render<C: Serialize>(&self, name: &str, source: &str, context: &C) -> anyhow::Result<String> {
-        self.env
-            .render_named_str(name, source, Value::from(minijinja::value::Serde(context)))
-            .map_err(|e| bad_input(describe(name, &e)))
+        render_bounded(&self.env, name, source, Value::from(minijinja::value::Serde(context)))
     }
 }
 
@@ -58,10 +55,17 @@ fn quote(value: Value) -> Result<String, Error> {
     Ok(serde_json::to_string(&text(&value, "quote")?).expect("a string serialises"))
 }
 
-/// Every line indented by `width` spaces (Sprig's indent, unlike Jinja's, indents the first).
+/// Every line indented by `width` spaces (Sprig's indent, unlike Jinja's, indents the first),
+/// refused when the result could not be written anyway (past the output cap).
 fn indent(value: Value, width: usize) -> Result<String, Error> {
+    let text = text(&value, "indent")?;
+    let lines = text.matches('\n').count() + 1;
+    let size = lines.checked_mul(width).and_then(|pad| pad.checked_add(text.len()));
+    if size.is_none_or(|size| size > crate::pipeline::render::MAX_OUTPUT) {
+        return Err(Error::new(ErrorKind::InvalidOperation, format!("indent({width}) of {lines} lines is too large")));
+    }
     let pad = " ".repeat(width);
-    Ok(text(&value, "indent")?.split('\n').map(|line| format!("{pad}{line}")).collect::<Vec<_>>().join("\n"))
+    Ok(text.split('\n').map(|line| format!("{pad}{line}")).collect::<Vec<_>>().join("\n"))
 }
 
 /// A newline, then [`indent`].
@@ -166,6 +170,8 @@ mod tests {
         assert_eq!(render("{{ dig('cluster', 'dns', 'none', metadata) }}").unwrap(), "10.96.0.10");
         assert_eq!(render("{{ dig('node', 'name', 'none', metadata) }}").unwrap(), "none");
         assert!(render("{{ dig(metadata) }}").is_err());
+        let err = render("{{ ('x\n' * 100000) | indent(1000000) }}").unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
     }
 
     #[test]

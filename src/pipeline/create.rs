@@ -71,8 +71,9 @@ pub async fn exact_request(settings: &Settings, http: &Http, recipe: &Recipe, re
     Ok(exact)
 }
 
-/// When a download was missing (404), says whether the version exists upstream at all, with the
-/// nearest versions the source lists.
+/// When a download was missing (404) and the source says the version does not exist upstream,
+/// says so with the nearest versions it lists. Otherwise the error stands: it names the URL
+/// that was missing (one `.sha256` of an existing version, say).
 async fn explain_missing(
     settings: &Settings,
     http: &Http,
@@ -81,28 +82,25 @@ async fn explain_missing(
     error: anyhow::Error,
 ) -> anyhow::Error {
     let missing = HttpStatus::find(&error).is_some_and(|s| s.status == 404);
-    if !missing || recipe.version.source.is_none() {
+    if !missing {
         return error;
     }
-    let name = recipe.name.as_str();
-    match versions::list(http, &settings.mirrors, &recipe.version, name).await {
-        Ok(releases) if !releases.iter().any(|r| r.version == resolved.version.as_str()) => {
-            let near = versions::near(&releases, resolved.version.as_str());
-            bad_input(format!(
-                "{name} {} does not exist upstream; nearest versions: {} ({})",
-                resolved.version,
-                near.join(", "),
-                crate::error::describe(&error)
-            ))
-        }
-        _ => error,
+    let (name, version) = (recipe.name.as_str(), resolved.version.as_str());
+    let spec = &recipe.version;
+    if !matches!(versions::exists(http, &settings.mirrors, spec, name, version).await, Ok(Some(false))) {
+        return error;
     }
+    let near = match versions::list(http, &settings.mirrors, spec, name).await {
+        Ok(releases) => format!("; nearest versions: {}", versions::near(&releases, version).join(", ")),
+        Err(_) => String::new(),
+    };
+    bad_input(format!("{name} {version} does not exist upstream{near} ({})", crate::error::describe(&error)))
 }
 
 /// Builds and publishes one image.
 pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let started = Instant::now();
-    let http = Http::new(settings.retry)?;
+    let http = settings.http()?;
     let source = settings.catalog.get(&job.request.extension)?;
     let recipe = source.recipe()?;
     let request = exact_request(settings, &http, &recipe, &job.request).await?;

@@ -71,10 +71,7 @@ pub async fn fetch_all(http: &Http, cache: &Cache, resolved: &Resolved, progress
             let _permit = limit.acquire_owned().await.expect("the semaphore is never closed");
             let fetched = fetch_artifact(&http, &cache, &artifact, &bar).await;
             bar.finish_and_clear();
-            (
-                artifact.name.clone(),
-                fetched.with_context(|| format!("fetching {} from {}", artifact.name, artifact.fetch_url)),
-            )
+            (artifact.name.clone(), fetched.with_context(|| format!("fetching {}", artifact.name)))
         });
     }
     let mut fetched = Fetched::default();

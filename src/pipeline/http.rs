@@ -1,24 +1,31 @@
-//! HTTP for every network edge: TLS (rustls, ring), no https→http redirects, bounded retries
-//! with backoff for connection errors, timeouts and 5xx answers, and errors that name the URL.
+//! HTTP for every network edge: TLS (rustls, ring), bounded retries with backoff for transient
+//! failures (reset connections, stalls, 5xx answers), no retry for permanent ones (TLS failures,
+//! refused redirects, other 4xx answers), the [`Limits`] of `[download]` on every body, and
+//! errors that name the URL. Redirects never go from https to plain http, nor from a plain-http
+//! host to another one.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use indicatif::ProgressBar;
+use reqwest::Url;
 use reqwest::header::HeaderMap;
 use tempfile::NamedTempFile;
 use tokio::io::AsyncWriteExt;
 
-use crate::error::ChecksumMismatch;
+use super::limits::{Exceeded, Limits, Meter};
+use crate::error::{ChecksumMismatch, Persistence, permanent, transient};
 use crate::model::Sha256;
 use crate::model::digest::Hasher;
-use crate::util::human_bytes;
 
 /// Largest checksum file or small document read into memory.
 const SMALL_LIMIT: u64 = 4 * 1024 * 1024;
 
-/// Retries for connection errors, timeouts and 5xx answers.
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 10;
+
+/// Retries for transient failures.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     pub attempts: u32,
@@ -37,42 +44,40 @@ impl RetryPolicy {
     }
 }
 
-/// HTTP access with the crate's TLS and redirect policy.
+/// HTTP access with the crate's TLS, redirect and retry policy and download limits.
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
     retry: RetryPolicy,
+    limits: Limits,
 }
 
 impl Http {
+    /// With the default [`Limits`].
     pub fn new(retry: RetryPolicy) -> Result<Self> {
+        Self::with_limits(retry, Limits::default())
+    }
+
+    pub fn with_limits(retry: RetryPolicy, limits: Limits) -> Result<Self> {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .context("setting up TLS")?
             .with_root_certificates(root_certificates())
             .with_no_client_auth();
-        let redirect = reqwest::redirect::Policy::custom(|attempt| {
-            let downgrade =
-                attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https");
-            if downgrade {
-                let message = format!("refusing redirect from https to plain http ({})", attempt.url());
-                attempt.error(message)
-            } else if attempt.previous().len() >= 10 {
-                attempt.error("too many redirects")
-            } else {
-                attempt.follow()
-            }
-        });
+        let redirect =
+            reqwest::redirect::Policy::custom(|attempt| match refuse_redirect(attempt.previous(), attempt.url()) {
+                Some(reason) => attempt.error(reason),
+                None => attempt.follow(),
+            });
         let client = reqwest::Client::builder()
             .user_agent(concat!("bakery/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(limits.stall_timeout.min(Duration::from_secs(30)))
             .redirect(redirect)
             .retry(reqwest::retry::never())
             .tls_backend_preconfigured(tls)
             .build()
             .context("setting up the HTTP client")?;
-        Ok(Self { client, retry })
+        Ok(Self { client, retry, limits })
     }
 
     /// GETs a small document (checksum files, listings) with retries.
@@ -82,78 +87,24 @@ impl Http {
 
     /// GETs a small document with extra request headers; the answer's headers come back too.
     pub async fn get(&self, url: &str, headers: &[(&str, String)]) -> Result<Document> {
-        self.with_retries(url, || async {
+        self.within_deadline(self.with_retries(url, || async {
             let mut response = self.send(url, headers).await?;
             let headers = response.headers().clone();
+            let mut meter = Meter::new(self.limits, None, SMALL_LIMIT, Instant::now());
+            meter.announced(response.content_length()).map_err(limit)?;
             let mut body = Vec::new();
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the answer")))?
-            {
+            while let Some(chunk) = next_chunk(&mut response, &mut meter).await? {
                 body.extend_from_slice(&chunk);
-                if body.len() as u64 > SMALL_LIMIT {
-                    return Err(Failure::permanent(anyhow!("answer larger than {}", human_bytes(SMALL_LIMIT))));
-                }
             }
             Ok(Document { headers, body })
-        })
+        }))
         .await
         .with_context(|| format!("fetching {url}"))
     }
 
-    async fn send(&self, url: &str, headers: &[(&str, String)]) -> Result<reqwest::Response, Failure> {
-        let mut request = self.client.get(url);
-        for (name, value) in headers {
-            request = request.header(*name, value);
-        }
-        let response = request.send().await.map_err(|e| Failure::transient(anyhow!(e.without_url())))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(response);
-        }
-        let transient = status.is_server_error() || status.as_u16() == 408;
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        let error = anyhow!(HttpStatus { status: status.as_u16(), reason: status.to_string(), headers, body });
-        Err(Failure { error, transient })
-    }
-
-    async fn with_retries<T, F, Fut>(&self, url: &str, mut attempt: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(Failure { error, transient }) if transient && tries < self.retry.attempts => {
-                    let delay = self.retry.delay(tries);
-                    tracing::warn!(
-                        "{url}: {}; retrying in {:.1} s ({tries}/{})",
-                        crate::error::describe(&error),
-                        delay.as_secs_f64(),
-                        self.retry.attempts - 1
-                    );
-                    tokio::time::sleep(delay).await;
-                }
-                Err(Failure { error, transient }) => {
-                    return Err(if transient && tries > 1 {
-                        error.context(format!("giving up after {tries} attempts"))
-                    } else {
-                        error
-                    });
-                }
-            }
-        }
-    }
-
-    /// Streams `url` into a cache temp file, hashing as it goes, and commits it if the digest is
-    /// `expected`. Returns the size.
     /// Streams `url` into a fresh temporary file from `temp_file`, hashing as it goes, and
     /// returns the file with its size once its digest is `expected`. Callers rename it into place.
+    /// The body may be as large as `[download] max_size`.
     pub async fn download_verified(
         &self,
         url: &str,
@@ -161,37 +112,173 @@ impl Http {
         temp_file: &(dyn Fn() -> Result<NamedTempFile> + Sync),
         bar: &ProgressBar,
     ) -> Result<(NamedTempFile, u64)> {
-        self.with_retries(url, || async {
+        self.download(url, expected, None, temp_file, bar).await
+    }
+
+    /// [`Http::download_verified`] for a body of `size` bytes when the source gives it (a
+    /// manifest): a longer one fails at once.
+    pub async fn download(
+        &self,
+        url: &str,
+        expected: &Sha256,
+        size: Option<u64>,
+        temp_file: &(dyn Fn() -> Result<NamedTempFile> + Sync),
+        bar: &ProgressBar,
+    ) -> Result<(NamedTempFile, u64)> {
+        self.within_deadline(self.with_retries(url, || async {
             let mut response = self.send(url, &[]).await?;
+            let mut meter = Meter::new(self.limits, size, u64::MAX, Instant::now());
+            meter.announced(response.content_length()).map_err(limit)?;
             bar.set_length(response.content_length().unwrap_or(0));
             bar.set_position(0);
-            let tmp = temp_file().map_err(Failure::permanent)?;
-            let file = tokio::fs::File::from_std(tmp.reopen().map_err(|e| Failure::permanent(anyhow!(e)))?);
+            // Dropped on any failure (or when the deadline drops this future): removed.
+            let tmp = temp_file().map_err(permanent)?;
+            let file = tokio::fs::File::from_std(tmp.reopen().map_err(permanent)?);
             let mut out = tokio::io::BufWriter::with_capacity(256 * 1024, file);
             let mut hasher = Hasher::default();
-            let mut size = 0u64;
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| Failure::transient(anyhow!(e.without_url()).context("reading the download")))?
-            {
+            while let Some(chunk) = next_chunk(&mut response, &mut meter).await? {
                 hasher.update(&chunk);
-                out.write_all(&chunk)
-                    .await
-                    .map_err(|e| Failure::permanent(anyhow!(e).context("writing the download")))?;
-                size += chunk.len() as u64;
-                bar.set_position(size);
+                out.write_all(&chunk).await.map_err(|e| permanent(anyhow!(e).context("writing the download")))?;
+                bar.set_position(meter.total());
             }
-            out.flush().await.map_err(|e| Failure::permanent(anyhow!(e)))?;
+            out.flush().await.map_err(permanent)?;
             let actual = hasher.finish();
             if actual != *expected {
                 let mismatch = ChecksumMismatch { expected: expected.to_string(), actual: actual.to_string() };
-                return Err(Failure::permanent(anyhow!(mismatch)));
+                return Err(permanent(mismatch));
             }
-            Ok((tmp, size))
-        })
+            Ok((tmp, meter.total()))
+        }))
         .await
+        .with_context(|| format!("downloading {url}"))
     }
+
+    /// Sends a GET; the error is marked permanent or transient.
+    async fn send(&self, url: &str, headers: &[(&str, String)]) -> Result<reqwest::Response> {
+        let mut request = self.client.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let stall = self.limits.stall_timeout;
+        let response = match tokio::time::timeout(stall, request.send()).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(classify(e)),
+            Err(_) => return Err(limit(Exceeded::Stalled { after: stall }).context("waiting for the answer")),
+        };
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        // 429 is not retried: GitHub answers a used-up rate limit so, and the reset is an hour away
+        let retry = status.is_server_error() || status.as_u16() == 408;
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        let error = HttpStatus { status: status.as_u16(), reason: status.to_string(), headers, body };
+        Err(if retry { transient(error) } else { permanent(error) })
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or the attempts are used up.
+    async fn with_retries<T, F, Fut>(&self, url: &str, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let error = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let retry = crate::error::persistence(&error) == Persistence::Transient;
+            if !retry || tries >= self.retry.attempts {
+                return Err(if retry && tries > 1 {
+                    error.context(format!("giving up after {tries} attempts"))
+                } else {
+                    error
+                });
+            }
+            let delay = self.retry.delay(tries);
+            tracing::warn!(
+                "{url}: {}; retrying in {:.1} s ({tries}/{})",
+                crate::error::describe(&error),
+                delay.as_secs_f64(),
+                self.retry.attempts - 1
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// `work`, failing permanently once `[download] deadline` has passed.
+    async fn within_deadline<T>(&self, work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let deadline = self.limits.deadline;
+        tokio::time::timeout(deadline, work).await.unwrap_or_else(|_| Err(limit(Exceeded::Deadline { deadline })))
+    }
+}
+
+/// The next piece of `response`'s body under `meter`'s limits; `None` at the end.
+async fn next_chunk(response: &mut reqwest::Response, meter: &mut Meter) -> Result<Option<bytes::Bytes>> {
+    loop {
+        let wake = tokio::time::Instant::from_std(meter.next_check());
+        match tokio::time::timeout_at(wake, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                meter.received(chunk.len() as u64, Instant::now()).map_err(limit)?;
+                return Ok(Some(chunk));
+            }
+            Ok(Ok(None)) => return Ok(None),
+            Ok(Err(e)) => return Err(transient(anyhow!(e.without_url()).context("reading the answer"))),
+            Err(_) => meter.check(Instant::now()).map_err(limit)?,
+        }
+    }
+}
+
+/// A broken limit, marked as its kind says.
+fn limit(exceeded: Exceeded) -> anyhow::Error {
+    if exceeded.transient() { transient(exceeded) } else { permanent(exceeded) }
+}
+
+/// A failed request: TLS failures and refused redirects are permanent; connection failures
+/// and timeouts transient.
+fn classify(error: reqwest::Error) -> anyhow::Error {
+    let tls = is_tls(&error);
+    let permanent_kind = tls || error.is_redirect() || error.is_builder();
+    let error = anyhow!(error.without_url());
+    let error = if tls { error.context("the TLS connection failed") } else { error };
+    if permanent_kind { permanent(error) } else { transient(error) }
+}
+
+/// Whether a rustls error is among `error`'s causes (an I/O error may carry it).
+fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if error.is::<rustls::Error>() {
+            return true;
+        }
+        let inner = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        if inner.is_some_and(|inner| is_tls(inner)) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// Why a redirect to `next` after `previous` (oldest first) is refused, if it is: from https to
+/// plain http, from a plain-http host to another plain-http host (a plain-http mirror names one
+/// host; nothing vouches for another), or one too many.
+pub fn refuse_redirect(previous: &[Url], next: &Url) -> Option<String> {
+    let last = previous.last()?;
+    if next.scheme() == "http" {
+        if previous.iter().any(|u| u.scheme() == "https") {
+            return Some(format!("refusing redirect from https to plain http ({next})"));
+        }
+        let origin = |u: &Url| (u.host_str().map(str::to_ascii_lowercase), u.port_or_known_default());
+        if last.scheme() == "http" && origin(last) != origin(next) {
+            let host = last.host_str().unwrap_or_default();
+            return Some(format!("refusing redirect from plain http {host} to another host ({next})"));
+        }
+    }
+    (previous.len() >= MAX_REDIRECTS).then(|| format!("too many redirects ({MAX_REDIRECTS})"))
 }
 
 /// The system's CA certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the usual locations), or the
@@ -233,18 +320,28 @@ impl HttpStatus {
     }
 }
 
-/// An attempt's failure, and whether trying again may help.
-struct Failure {
-    error: anyhow::Error,
-    transient: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Failure {
-    fn transient(error: anyhow::Error) -> Self {
-        Self { error, transient: true }
+    fn urls(list: &[&str]) -> Vec<Url> {
+        list.iter().map(|u| Url::parse(u).unwrap()).collect()
     }
 
-    fn permanent(error: anyhow::Error) -> Self {
-        Self { error, transient: false }
+    #[test]
+    fn redirects_stay_on_https_or_on_the_plain_http_host() {
+        let next = |u: &str| Url::parse(u).unwrap();
+        let refused = |from: &[&str], to: &str| refuse_redirect(&urls(from), &next(to));
+        assert_eq!(refused(&["https://dl.k8s.io/a"], "https://cdn.dl.k8s.io/a"), None);
+        assert_eq!(refused(&["http://127.0.0.1:8080/a"], "http://127.0.0.1:8080/b"), None);
+        assert_eq!(refused(&["http://mirror/a"], "https://github.com/b"), None, "https vouches for itself");
+        let downgrade = refused(&["https://dl.k8s.io/a"], "http://dl.k8s.io/a").unwrap();
+        assert_eq!(downgrade, "refusing redirect from https to plain http (http://dl.k8s.io/a)");
+        let elsewhere = refused(&["http://127.0.0.1:8080/a"], "http://localhost:8080/a").unwrap();
+        assert!(elsewhere.contains("from plain http 127.0.0.1 to another host"), "{elsewhere}");
+        assert!(refused(&["http://127.0.0.1:8080/a"], "http://127.0.0.1:9090/a").is_some(), "another port");
+        let hops: Vec<String> = (0..10).map(|i| format!("https://x/{i}")).collect();
+        let hops: Vec<&str> = hops.iter().map(String::as_str).collect();
+        assert_eq!(refused(&hops, "https://x/10").unwrap(), "too many redirects (10)");
     }
 }

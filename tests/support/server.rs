@@ -1,5 +1,6 @@
 //! A real HTTP/1.1 server on 127.0.0.1 for tests: serves an in-memory tree, counts requests per
-//! path, and injects faults (connection resets, error statuses).
+//! path, and injects faults (connection resets, error statuses, redirects, bodies that trickle or
+//! never end). [`NotTls`] answers TLS with plain text.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -20,7 +21,17 @@ struct State {
     statuses: HashMap<String, u16>,
     /// Requests for these paths wait until released (or the server closes).
     held: HashSet<String>,
+    paces: HashMap<String, Pace>,
     closing: bool,
+}
+
+/// How a body is sent.
+#[derive(Clone, Copy, Debug)]
+enum Pace {
+    /// One byte, then a pause, and so on.
+    Trickle(Duration),
+    /// 64 KiB chunks without end (and without a Content-Length), until the client goes.
+    Endless,
 }
 
 struct Shared {
@@ -101,6 +112,22 @@ impl Server {
         self.state().statuses.insert(path.to_string(), status);
     }
 
+    /// Sends `path`'s body one byte every `interval`.
+    pub fn trickle(&self, path: &str, interval: Duration) {
+        self.state().paces.insert(path.to_string(), Pace::Trickle(interval));
+    }
+
+    /// Answers `path` with a body that never ends (no Content-Length).
+    pub fn endless(&self, path: &str) {
+        self.state().paces.insert(path.to_string(), Pace::Endless);
+    }
+
+    /// Answers `path` with `status` (a 3xx) and `Location: location`.
+    pub fn redirect(&self, path: &str, status: u16, location: &str) {
+        self.put_with_headers(path, Vec::new(), &[("Location", location)]);
+        self.fail_with(path, status);
+    }
+
     /// Holds requests for `path` (unanswered) until [`Server::release`].
     pub fn hold(&self, path: &str) {
         self.state().held.insert(path.to_string());
@@ -174,7 +201,7 @@ fn handle(stream: TcpStream, shared: &Shared) {
         }
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
-    let answer = {
+    let (answer, pace) = {
         let mut state = shared.state.lock().unwrap();
         *state.hits.entry(path.clone()).or_default() += 1;
         state.request_headers.insert(path.clone(), headers);
@@ -182,7 +209,7 @@ fn handle(stream: TcpStream, shared: &Shared) {
         while state.held.contains(&path) && !state.closing {
             state = shared.changed.wait(state).unwrap();
         }
-        if let Some(left) = state.resets.get_mut(&path).filter(|n| **n > 0) {
+        let answer = if let Some(left) = state.resets.get_mut(&path).filter(|n| **n > 0) {
             *left -= 1;
             None
         } else if let Some(status) = state.statuses.get(&path) {
@@ -193,7 +220,8 @@ fn handle(stream: TcpStream, shared: &Shared) {
                 Some((body, headers)) => Some((200, body.clone(), headers.clone())),
                 None => Some((404, b"not found".to_vec(), Vec::new())),
             }
-        }
+        };
+        (answer, state.paces.get(&path).copied())
     };
     let mut stream = stream;
     match answer {
@@ -204,6 +232,8 @@ fn handle(stream: TcpStream, shared: &Shared) {
         Some((status, body, headers)) => {
             let reason = match status {
                 200 => "OK",
+                301 => "Moved Permanently",
+                302 => "Found",
                 403 => "Forbidden",
                 404 => "Not Found",
                 500 => "Internal Server Error",
@@ -211,11 +241,65 @@ fn handle(stream: TcpStream, shared: &Shared) {
                 _ => "Status",
             };
             let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-            let head = format!(
-                "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body));
+            let length = match pace {
+                Some(Pace::Endless) => String::new(),
+                _ => format!("Content-Length: {}\r\n", body.len()),
+            };
+            let head = format!("HTTP/1.1 {status} {reason}\r\n{length}{extra}Connection: close\r\n\r\n");
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            let _ = match pace {
+                None => stream.write_all(&body),
+                Some(Pace::Trickle(interval)) => trickle(&mut stream, &body, interval, shared),
+                Some(Pace::Endless) => {
+                    let chunk = vec![b'x'; 64 * 1024];
+                    while !shared.state.lock().unwrap().closing && stream.write_all(&chunk).is_ok() {}
+                    Ok(())
+                }
+            };
         }
+    }
+}
+
+/// Writes `body` a byte at a time, `interval` apart, until done, the client goes or the server closes.
+fn trickle(stream: &mut TcpStream, body: &[u8], interval: Duration, shared: &Shared) -> std::io::Result<()> {
+    for byte in body {
+        stream.write_all(std::slice::from_ref(byte))?;
+        stream.flush()?;
+        let state = shared.state.lock().unwrap();
+        let (state, _) = shared.changed.wait_timeout_while(state, interval, |s| !s.closing).unwrap();
+        if state.closing {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// A TCP server on 127.0.0.1 that answers every connection with a plain-text HTTP error at once:
+/// to a TLS client, a handshake failure. Counts the connections.
+pub struct NotTls {
+    pub port: u16,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl NotTls {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        NotTls { port, connections }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

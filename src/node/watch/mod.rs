@@ -252,12 +252,12 @@ impl<S: Systemd> Agent<'_, S> {
         Ok(Step::Continue)
     }
 
-    /// A failed attempt: bad input gives up at once, anything else is retried with backoff
-    /// until the attempts are used up.
+    /// A failed attempt: a permanent failure (bad input, a checksum mismatch, a 404, TLS) gives
+    /// up at once, a transient one is retried with backoff until the attempts are used up.
     async fn failed_attempt(&self, memory: &mut Memory, retry: Retry, ext: &str, version: &str, error: &anyhow::Error) {
         let text = describe(error);
         tracing::warn!("{ext} {version}: {text}");
-        let gave_up = if crate::error::exit_code(error) == 2 {
+        let gave_up = if crate::error::persistence(error) == crate::error::Persistence::Permanent {
             Some(memory.give_up(ext, version, State::Failed, &format!("{ext} {version}: {text}")))
         } else {
             memory.failed(ext, version, &text, retry, Instant::now())

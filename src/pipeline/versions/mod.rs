@@ -150,6 +150,30 @@ pub async fn list(http: &Http, mirrors: &Mirrors, spec: &VersionSpec, subject: &
     Ok(releases)
 }
 
+/// Whether `version` exists by the source's own account: `Some(false)` only when the source
+/// says it does not (a complete list without it, or a minor marker naming an older newest
+/// patch), `None` when the source cannot tell (a marker cannot list the older patches).
+pub async fn exists(
+    http: &Http,
+    mirrors: &Mirrors,
+    spec: &VersionSpec,
+    subject: &str,
+    version: &str,
+) -> Result<Option<bool>> {
+    let Some(source) = spec.source.as_ref() else { return Ok(None) };
+    if let VersionSource::Markers(markers) = source {
+        let Some(minor) = minor_of(spec, version) else { return Ok(Some(false)) };
+        return Ok(match markers::minor(http, mirrors, spec, subject, markers, minor).await? {
+            None => Some(false),
+            Some(newest) if compare(version, newest.as_str()).is_gt() => Some(false),
+            Some(newest) if newest.as_str() == version => Some(true),
+            Some(_) => None,
+        });
+    }
+    let releases = list(http, mirrors, spec, subject).await?;
+    Ok(Some(releases.iter().any(|r| r.version == version)))
+}
+
 /// The exact version `wanted` means, looked up in the source when it is not exact.
 pub async fn pick(
     http: &Http,
