@@ -1,7 +1,7 @@
 //! `/run/bakery/lock`: one node run at a time. The lock is an flock, so a killed run releases
 //! it with its process; the file holds the holder's pid for the message.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
@@ -23,13 +23,7 @@ pub fn acquire(root: &Path) -> Result<Lock> {
 /// Takes the lock `file` (relative to `root`), like [`acquire`].
 pub fn acquire_file(root: &Path, file: &str) -> Result<Lock> {
     let path = super::root::resolve_in_new_dir(root, file)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let mut file = crate::util::open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
@@ -51,13 +45,7 @@ pub fn acquire_file(root: &Path, file: &str) -> Result<Lock> {
 /// short load-change-save of a file.
 pub fn wait_file(root: &Path, file: &str) -> Result<Lock> {
     let path = super::root::resolve_in_new_dir(root, file)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = crate::util::open_lock_file(&path)?;
     file.lock().with_context(|| format!("locking {}", path.display()))?;
     Ok(Lock { _file: file })
 }

@@ -36,6 +36,18 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// Opens (creating it) a file to flock: never truncated, so a holder's pid written in it stays.
+pub fn open_lock_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use anyhow::Context;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

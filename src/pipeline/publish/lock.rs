@@ -7,7 +7,7 @@
 //! locks a new one. Release tooling skips dot files, and so does systemd-sysupdate (it reads
 //! only what `SHA256SUMS` lists).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -30,13 +30,7 @@ impl DirLock {
 /// Locks `dir`, waiting (and saying so) while another run holds it.
 pub fn lock(dir: &Path) -> Result<DirLock> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let file = crate::util::open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
