@@ -6,7 +6,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use support::fixtures::{CNI_PLUGINS, Upstream, default_cni_version, mirror_args, sha256_hex};
+use support::fixtures::{CNI_PLUGINS, Upstream, default_cni_version, kubernetes_markers, mirror_args, sha256_hex};
 use support::{Run, Server, bakery, dir_names, extract, fake_root, list_image, root_or_skip, run, sysext_merged};
 
 const VERSION: &str = "v1.32.0";
@@ -238,6 +238,8 @@ fn a_wrong_checksum_fails_naming_url_and_both_digests() {
 fn a_missing_artifact_fails_naming_the_url() {
     let world = World::new();
     let upstream = world.kubernetes();
+    // the version exists upstream (its minor's marker names a later patch): one artifact is gone
+    kubernetes_markers(&world.server, &["v1.32.3"], "v1.33.0-rc.1");
     let sums = existing_sums(&world);
     world.server.remove(&upstream.paths["kubeadm"]);
     let failed = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(1);
