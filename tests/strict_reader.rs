@@ -611,13 +611,13 @@ fn release_strict_refuses_an_image_with_a_hidden_entry() {
     std::fs::create_dir(&out).unwrap();
     let image = out.join("sample-v1-x86-64.raw");
     mksquashfs(&tree, &image, &["-noI", "-noD", "-noF", "-noX"]);
-    run(bakery(dir.path()).args(["release", "--strict"]).arg(&out)).expect_code(0);
+    run(bakery(dir.path()).args(["release", "--strict", "--allow-unsigned"]).arg(&out)).expect_code(0);
 
     let mut bytes = std::fs::read(&image).unwrap();
     let at = name_offsets(&bytes, &["holey"])[0] - 4;
     bytes[at] = 9;
     std::fs::write(&image, &bytes).unwrap();
-    let refused = run(bakery(dir.path()).args(["release", "--strict"]).arg(&out)).expect_code(2);
+    let refused = run(bakery(dir.path()).args(["release", "--strict", "--allow-unsigned"]).arg(&out)).expect_code(2);
     assert!(refused.stderr.contains("sample-v1-x86-64.raw"), "{}", refused.stderr);
     assert!(refused.stderr.contains("the entry \"holey\" has an invalid type 9"), "{}", refused.stderr);
 }
