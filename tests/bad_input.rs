@@ -168,3 +168,85 @@ fn archive_entries_that_escape_are_refused() {
         assert_eq!(support::dir_names(&dir.path().join("out")), Vec::<String>::new());
     }
 }
+
+/// A port on 127.0.0.1 nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A plain-http server like nginx: every connection gets `400 Bad Request` in plain text.
+fn plain_http_400() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            use std::io::{Read, Write};
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.read(&mut [0u8; 1024]);
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn failed_downloads_name_each_url_the_cause_in_words_and_what_to_try() {
+    let dir = tempfile::tempdir().unwrap();
+    // An https rule for a plain-http server, and a mirror nothing listens on.
+    let plain = plain_http_400();
+    let https_to_plain = format!("https://dl.k8s.io=https://127.0.0.1:{plain}");
+    let refused = format!("https://github.com=http://127.0.0.1:{}", closed_port());
+    let mut command = bakery(dir.path());
+    command.arg("--cache-dir").arg(dir.path().join("cache")).args(["--mirror", &https_to_plain, "--mirror", &refused]);
+    command.args(["create", "kubernetes", "v1.32.0", "x86-64", "-o"]).arg(dir.path().join("out"));
+    let failed = run(&mut command).expect_code(1);
+    let error = &failed.stderr[failed.stderr.find("error:").expect("an error line")..];
+    assert!(error.starts_with("error: 4 of 4 downloads failed:"), "{error}");
+    for artifact in ["kubelet", "kubeadm", "kubectl"] {
+        let line = error.lines().find(|l| l.contains(&format!("fetching {artifact}:"))).expect(artifact);
+        assert!(line.contains(&format!("https://127.0.0.1:{plain}/release/")), "{line}");
+        assert!(line.ends_with("answered in plain http, not TLS (an https URL for a plain-http server)"), "{line}");
+    }
+    let cni = error.lines().find(|l| l.contains("fetching cni-plugins:")).unwrap();
+    assert!(cni.ends_with("connection refused by 127.0.0.1"), "{cni}");
+    assert!(
+        error.contains("\ntry: a plain-http server needs an http:// URL: write the mirror's TO as http://"),
+        "{error}"
+    );
+    assert!(error.contains("HTTPS_PROXY"), "{error}");
+    for debug in ["InvalidContentType", "Query {", "os error", "client error (Connect)"] {
+        assert!(!failed.stderr.contains(debug), "{debug:?} in\n{}", failed.stderr);
+    }
+    assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+}
+
+#[test]
+fn an_output_that_is_a_file_fails_before_any_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    std::fs::write(dir.path().join("out"), "a file").unwrap();
+    let failed = create(dir.path(), &server, &[], &["kubernetes", "v1.32.0", "x86-64"]).expect_code(2);
+    assert!(failed.stderr.contains("out: not a directory"), "{}", failed.stderr);
+    assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+    assert_eq!(server.total_hits(), 0);
+
+    // Below a file, the missing directory cannot be created: also before any download.
+    let mut command = bakery(dir.path());
+    command.args(mirror_args(&server)).args(["create", "kubernetes", "v1.32.0", "x86-64", "-o"]);
+    let failed = run(command.arg(dir.path().join("out/images"))).expect_code(2);
+    assert!(failed.stderr.contains("out/images: a parent is not a directory"), "{}", failed.stderr);
+    assert_eq!(server.total_hits(), 0);
+}
+
+#[test]
+fn a_mirror_rule_matching_no_url_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    std::fs::write(dir.path().join("out"), "a file").unwrap();
+    let swapped = format!("{}/dl.k8s.io=https://dl.k8s.io", server.url());
+    let failed = create(dir.path(), &server, &["--mirror", &swapped], &["kubernetes", "v1.32.0", "x86-64"]);
+    let warning = failed.stderr.lines().find(|l| l.starts_with("warning: mirror rule")).unwrap_or_default();
+    assert!(warning.contains(&format!("mirror rule {swapped} matches no URL of this build")), "{}", failed.stderr);
+    assert!(warning.contains("FROM and TO look swapped"), "{warning}");
+    assert_eq!(failed.stderr.matches("warning: mirror rule").count(), 1, "only the unused rule: {}", failed.stderr);
+}
