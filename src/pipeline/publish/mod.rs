@@ -58,6 +58,28 @@ pub fn read_sums(dir: &Path) -> Result<Sha256Sums> {
     }
 }
 
+/// Before any download for a build into `dir`: creates it when missing, refuses a path that is
+/// not a directory or that bakery cannot write into (a read-only mount), then [`prepare`]s it.
+pub fn prepare_output(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(bad_input(format!("output {}: not a directory", dir.display())));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+            .map_err(|e| bad_input(format!("output {}: cannot create it: {e}", dir.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            return Err(bad_input(format!("output {}: a parent is not a directory", dir.display())));
+        }
+        Err(e) => return Err(bad_input(format!("output {}: {e}", dir.display()))),
+    }
+    tempfile::Builder::new()
+        .prefix(".bakery-write-test")
+        .tempfile_in(dir)
+        .map_err(|e| bad_input(format!("output {}: cannot write into it: {e}", dir.display())))?;
+    prepare(dir)
+}
+
 /// Before a build into `dir`: refuses a `SHA256SUMS` that would be refused after the build,
 /// and repairs what a killed run left (taking the lock only when something may be left).
 pub fn prepare(dir: &Path) -> Result<()> {
