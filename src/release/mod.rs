@@ -104,9 +104,15 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
             }
         }
     }
+    let list: Vec<String> = released.skipped.iter().map(|s| format!("{}: {}", s.file, s.reason)).collect();
     if options.strict && !released.skipped.is_empty() {
-        let list: Vec<String> = released.skipped.iter().map(|s| format!("{}: {}", s.file, s.reason)).collect();
         return Err(bad_input(format!("invalid images in {} (--strict):\n  {}", dir.display(), list.join("\n  "))));
+    }
+    if released.images.is_empty() {
+        // Signing an empty SHA256SUMS would tell every node that nothing is published.
+        let found =
+            if list.is_empty() { " (no *.raw files)".to_string() } else { format!(":\n  {}", list.join("\n  ")) };
+        return Err(bad_input(format!("no valid image in {}: nothing to release{found}", dir.display())));
     }
 
     let mut sums = Sha256Sums::default();
