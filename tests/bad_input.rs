@@ -3,6 +3,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 
 use support::fixtures::{default_cni_version, mirror_args, payload, sha256_hex, tgz, tgz_with_symlink};
 use support::{Run, Server, bakery, run};
@@ -174,27 +175,14 @@ fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// A plain-http server like nginx: every connection gets `400 Bad Request` in plain text.
-fn plain_http_400() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            use std::io::{Read, Write};
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.read(&mut [0u8; 1024]);
-            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    port
-}
-
 #[test]
 fn failed_downloads_name_each_url_the_cause_in_words_and_what_to_try() {
     let dir = tempfile::tempdir().unwrap();
-    // An https rule for a plain-http server, and a mirror nothing listens on.
-    let plain = plain_http_400();
-    let https_to_plain = format!("https://dl.k8s.io=https://127.0.0.1:{plain}");
+    // An https rule for the plain-http mirror that serves the files, and a mirror nothing
+    // listens on.
+    let server = Server::start();
+    support::fixtures::Upstream::kubernetes(&server, "v1.32.0", "amd64", &default_cni_version());
+    let https_to_plain = server.mirror_for("https://dl.k8s.io").replacen("=http://", "=https://", 1);
     let refused = format!("https://github.com=http://127.0.0.1:{}", closed_port());
     let mut command = bakery(dir.path());
     command.arg("--cache-dir").arg(dir.path().join("cache")).args(["--mirror", &https_to_plain, "--mirror", &refused]);
@@ -204,7 +192,7 @@ fn failed_downloads_name_each_url_the_cause_in_words_and_what_to_try() {
     assert!(error.starts_with("error: 4 of 4 downloads failed:"), "{error}");
     for artifact in ["kubelet", "kubeadm", "kubectl"] {
         let line = error.lines().find(|l| l.contains(&format!("fetching {artifact}:"))).expect(artifact);
-        assert!(line.contains(&format!("https://127.0.0.1:{plain}/release/")), "{line}");
+        assert!(line.contains(&format!("https://127.0.0.1:{}/dl.k8s.io/release/", server.port)), "{line}");
         assert!(line.ends_with("answered in plain http, not TLS (an https URL for a plain-http server)"), "{line}");
     }
     let cni = error.lines().find(|l| l.contains("fetching cni-plugins:")).unwrap();
@@ -218,6 +206,8 @@ fn failed_downloads_name_each_url_the_cause_in_words_and_what_to_try() {
         assert!(!failed.stderr.contains(debug), "{debug:?} in\n{}", failed.stderr);
     }
     assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+    assert_eq!(server.total_hits(), 0, "no HTTP request reached the mirror: {:?}", server.requested());
+    assert!(!dir.path().join("out").exists(), "the missing output is created only for a built image");
 }
 
 #[test]
@@ -236,6 +226,61 @@ fn an_output_that_is_a_file_fails_before_any_download() {
     let failed = run(command.arg(dir.path().join("out/images"))).expect_code(2);
     assert!(failed.stderr.contains("out/images: a parent is not a directory"), "{}", failed.stderr);
     assert_eq!(server.total_hits(), 0);
+}
+
+/// Runs `command` with `dir` read-only: for root, whom file modes do not stop, through a
+/// read-only bind mount in a private mount namespace (None, skipping `test`, where root may not
+/// mount); for others with mode 0555.
+fn run_with_read_only(test: &str, dir: &Path, command: &mut Command) -> Option<Run> {
+    use std::os::unix::fs::PermissionsExt;
+    if !support::is_root() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let done = run(command);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        return Some(done);
+    }
+    let mut wrapped = Command::new("unshare");
+    wrapped.args(["-m", "--propagation", "private", "sh", "-c"]);
+    wrapped.arg(r#"mount --bind "$RO" "$RO" && mount -o remount,bind,ro "$RO" && exec "$@""#).arg("sh");
+    wrapped.arg(command.get_program()).args(command.get_args()).env_clear().env("RO", dir);
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            wrapped.env(key, value);
+        }
+    }
+    wrapped.current_dir(command.get_current_dir().unwrap_or(dir));
+    let done = run(&mut wrapped);
+    if done.stderr.starts_with("unshare:") || done.stderr.starts_with("mount:") {
+        support::skip(test, &format!("cannot make a read-only bind mount: {}", done.stderr.trim()));
+        return None;
+    }
+    Some(done)
+}
+
+#[test]
+fn a_read_only_output_fails_before_any_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let why = if support::is_root() { "read-only file system" } else { "permission denied" };
+    let inside = out.join("new/images");
+    let cases = [
+        (&out, format!("output {}: cannot write into it: {why}", out.display())),
+        (&inside, format!("output {}: cannot create it in {}: {why}", inside.display(), out.display())),
+    ];
+    for (output, message) in cases {
+        let mut command = bakery(dir.path());
+        command.arg("--cache-dir").arg(dir.path().join("cache")).args(mirror_args(&server));
+        command.args(["create", "kubernetes", "v1.32.0", "x86-64", "-o"]).arg(output);
+        let test = "a_read_only_output_fails_before_any_download";
+        let Some(failed) = run_with_read_only(test, &out, &mut command) else { return };
+        let failed = failed.expect_code(2);
+        assert!(failed.stderr.contains(&message), "{message:?} in\n{}", failed.stderr);
+        assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+        assert_eq!(server.total_hits(), 0, "{output:?}: {:?}", server.requested());
+        assert_eq!(support::dir_names(&out), Vec::<String>::new());
+    }
 }
 
 #[test]
