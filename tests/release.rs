@@ -217,6 +217,10 @@ fn foreign_mismatched_and_prerelease_images_are_named_and_skipped_or_fatal() {
     ] {
         assert!(strict.stderr.contains(needle), "missing {needle:?}:\n{}", strict.stderr);
     }
+    // each invalid image once, in the one error line, not also as a warning
+    assert_eq!(strict.stderr.matches("notes.raw: ").count(), 1, "{}", strict.stderr);
+    assert!(!strict.stderr.contains("skipping"), "{}", strict.stderr);
+    assert_eq!(strict.stderr.matches("error:").count(), 1, "{}", strict.stderr);
     assert_eq!(read(&dist.join("SHA256SUMS")), sums_before, "--strict failures write nothing");
     assert!(!dist.join("index.json").exists());
 
@@ -510,7 +514,7 @@ fn a_directory_without_a_valid_image_exits_2_and_signs_nothing() {
             command.args(["--base-url", BASE]).args(strict.then_some("--strict"));
             let failed = run(&mut command).expect_code(2);
             assert!(failed.stderr.contains("nothing to release") || strict, "{}", failed.stderr);
-            assert!(failed.stderr.contains(needle), "{}", failed.stderr);
+            assert_eq!(failed.stderr.matches(needle).count(), 1, "named once: {}", failed.stderr);
             assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
             let mut written = dir_names(&dist);
             written.retain(|n| !files.contains(&n.as_str()) && !n.starts_with('.'));
