@@ -77,8 +77,15 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     }
 }
 
+/// What the user may try about an error: [`describe`] prints it after the chain, on a line of
+/// its own starting `try:`. It adds nothing to the chain's text.
+#[derive(Debug, thiserror::Error)]
+#[error("")]
+pub struct Advice(pub Vec<String>);
+
 /// The error chain on one line, `outer: inner: cause`, without the repeats of causes whose
-/// message already quotes their source (zbus and std I/O errors do).
+/// message already quotes their source (zbus and std I/O errors do), then each [`Advice`] in
+/// the chain on a line of its own.
 pub fn describe(error: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in error.chain() {
@@ -90,6 +97,9 @@ pub fn describe(error: &anyhow::Error) -> String {
             out.push_str(": ");
         }
         out.push_str(&text);
+    }
+    for text in error.downcast_ref::<Advice>().map(|a| a.0.as_slice()).unwrap_or_default() {
+        out.push_str(&format!("\ntry: {text}"));
     }
     out
 }

@@ -3,6 +3,7 @@
 mod support;
 
 use std::path::Path;
+use std::process::Command;
 
 use support::fixtures::{default_cni_version, mirror_args, payload, sha256_hex, tgz, tgz_with_symlink};
 use support::{Run, Server, bakery, run};
@@ -167,4 +168,130 @@ fn archive_entries_that_escape_are_refused() {
         assert!(failed.stderr.contains(needle), "missing {needle:?} in\n{}", failed.stderr);
         assert_eq!(support::dir_names(&dir.path().join("out")), Vec::<String>::new());
     }
+}
+
+/// A port on 127.0.0.1 nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn failed_downloads_name_each_url_the_cause_in_words_and_what_to_try() {
+    let dir = tempfile::tempdir().unwrap();
+    // An https rule for the plain-http mirror that serves the files, and a mirror nothing
+    // listens on.
+    let server = Server::start();
+    support::fixtures::Upstream::kubernetes(&server, "v1.32.0", "amd64", &default_cni_version());
+    let https_to_plain = server.mirror_for("https://dl.k8s.io").replacen("=http://", "=https://", 1);
+    let refused = format!("https://github.com=http://127.0.0.1:{}", closed_port());
+    let mut command = bakery(dir.path());
+    command.arg("--cache-dir").arg(dir.path().join("cache")).args(["--mirror", &https_to_plain, "--mirror", &refused]);
+    command.args(["create", "kubernetes", "v1.32.0", "x86-64", "-o"]).arg(dir.path().join("out"));
+    let failed = run(&mut command).expect_code(1);
+    let error = &failed.stderr[failed.stderr.find("error:").expect("an error line")..];
+    assert!(error.starts_with("error: 4 of 4 downloads failed:"), "{error}");
+    for artifact in ["kubelet", "kubeadm", "kubectl"] {
+        let line = error.lines().find(|l| l.contains(&format!("fetching {artifact}:"))).expect(artifact);
+        assert!(line.contains(&format!("https://127.0.0.1:{}/dl.k8s.io/release/", server.port)), "{line}");
+        assert!(line.ends_with("answered in plain http, not TLS (an https URL for a plain-http server)"), "{line}");
+    }
+    let cni = error.lines().find(|l| l.contains("fetching cni-plugins:")).unwrap();
+    assert!(cni.ends_with("connection refused by 127.0.0.1"), "{cni}");
+    assert!(
+        error.contains("\ntry: a plain-http server needs an http:// URL: write the mirror's TO as http://"),
+        "{error}"
+    );
+    assert!(error.contains("HTTPS_PROXY"), "{error}");
+    for debug in ["InvalidContentType", "Query {", "os error", "client error (Connect)"] {
+        assert!(!failed.stderr.contains(debug), "{debug:?} in\n{}", failed.stderr);
+    }
+    assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+    assert_eq!(server.total_hits(), 0, "no HTTP request reached the mirror: {:?}", server.requested());
+    assert!(!dir.path().join("out").exists(), "the missing output is created only for a built image");
+}
+
+#[test]
+fn an_output_that_is_a_file_fails_before_any_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    std::fs::write(dir.path().join("out"), "a file").unwrap();
+    let failed = create(dir.path(), &server, &[], &["kubernetes", "v1.32.0", "x86-64"]).expect_code(2);
+    assert!(failed.stderr.contains("out: not a directory"), "{}", failed.stderr);
+    assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+    assert_eq!(server.total_hits(), 0);
+
+    // Below a file, the missing directory cannot be created: also before any download.
+    let mut command = bakery(dir.path());
+    command.args(mirror_args(&server)).args(["create", "kubernetes", "v1.32.0", "x86-64", "-o"]);
+    let failed = run(command.arg(dir.path().join("out/images"))).expect_code(2);
+    assert!(failed.stderr.contains("out/images: a parent is not a directory"), "{}", failed.stderr);
+    assert_eq!(server.total_hits(), 0);
+}
+
+/// Runs `command` with `dir` read-only: for root, whom file modes do not stop, through a
+/// read-only bind mount in a private mount namespace (None, skipping `test`, where root may not
+/// mount); for others with mode 0555.
+fn run_with_read_only(test: &str, dir: &Path, command: &mut Command) -> Option<Run> {
+    use std::os::unix::fs::PermissionsExt;
+    if !support::is_root() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let done = run(command);
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        return Some(done);
+    }
+    let mut wrapped = Command::new("unshare");
+    wrapped.args(["-m", "--propagation", "private", "sh", "-c"]);
+    wrapped.arg(r#"mount --bind "$RO" "$RO" && mount -o remount,bind,ro "$RO" && exec "$@""#).arg("sh");
+    wrapped.arg(command.get_program()).args(command.get_args()).env_clear().env("RO", dir);
+    for (key, value) in command.get_envs() {
+        if let Some(value) = value {
+            wrapped.env(key, value);
+        }
+    }
+    wrapped.current_dir(command.get_current_dir().unwrap_or(dir));
+    let done = run(&mut wrapped);
+    if done.stderr.starts_with("unshare:") || done.stderr.starts_with("mount:") {
+        support::skip(test, &format!("cannot make a read-only bind mount: {}", done.stderr.trim()));
+        return None;
+    }
+    Some(done)
+}
+
+#[test]
+fn a_read_only_output_fails_before_any_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let why = if support::is_root() { "read-only file system" } else { "permission denied" };
+    let inside = out.join("new/images");
+    let cases = [
+        (&out, format!("output {}: cannot write into it: {why}", out.display())),
+        (&inside, format!("output {}: cannot create it in {}: {why}", inside.display(), out.display())),
+    ];
+    for (output, message) in cases {
+        let mut command = bakery(dir.path());
+        command.arg("--cache-dir").arg(dir.path().join("cache")).args(mirror_args(&server));
+        command.args(["create", "kubernetes", "v1.32.0", "x86-64", "-o"]).arg(output);
+        let test = "a_read_only_output_fails_before_any_download";
+        let Some(failed) = run_with_read_only(test, &out, &mut command) else { return };
+        let failed = failed.expect_code(2);
+        assert!(failed.stderr.contains(&message), "{message:?} in\n{}", failed.stderr);
+        assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+        assert_eq!(server.total_hits(), 0, "{output:?}: {:?}", server.requested());
+        assert_eq!(support::dir_names(&out), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn a_mirror_rule_matching_no_url_is_named_in_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    std::fs::write(dir.path().join("out"), "a file").unwrap();
+    let swapped = format!("{}/dl.k8s.io=https://dl.k8s.io", server.url());
+    let failed = create(dir.path(), &server, &["--mirror", &swapped], &["kubernetes", "v1.32.0", "x86-64"]);
+    let warning = failed.stderr.lines().find(|l| l.starts_with("warning: mirror rule")).unwrap_or_default();
+    assert!(warning.contains(&format!("mirror rule {swapped} matches no URL of this build")), "{}", failed.stderr);
+    assert!(warning.contains("FROM and TO look swapped"), "{warning}");
+    assert_eq!(failed.stderr.matches("warning: mirror rule").count(), 1, "only the unused rule: {}", failed.stderr);
 }

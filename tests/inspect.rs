@@ -114,3 +114,24 @@ fn inspect_refuses_files_that_are_not_squashfs() {
     let missing = run(bakery(dir.path()).arg("inspect").arg(dir.path().join("absent.raw"))).expect_code(1);
     assert!(missing.stderr.contains("absent.raw"), "{}", missing.stderr);
 }
+
+#[test]
+fn inspect_reports_a_file_name_that_names_another_extension_or_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = build_kubernetes(dir.path());
+    for (name, needle) in [
+        (
+            "crio-v1.32.0-x86-64.raw",
+            "names another image: this is kubernetes v1.32.0 x86-64, named kubernetes-v1.32.0-x86-64.raw",
+        ),
+        ("kubernetes-v1.33.0-x86-64.raw", "SYSEXT_VERSION_ID=v1.32.0, but the image is named for v1.33.0"),
+    ] {
+        let renamed = dir.path().join(name);
+        std::fs::copy(&image, &renamed).unwrap();
+        let failed = run(bakery(dir.path()).arg("inspect").arg(&renamed)).expect_code(2);
+        assert!(failed.stdout.contains(needle), "{name}: {}", failed.stdout);
+        assert!(!failed.stdout.contains("findings:  none"), "{}", failed.stdout);
+        assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+        assert!(failed.stderr.contains(&format!("{name} is invalid (1 error finding)")), "{}", failed.stderr);
+    }
+}

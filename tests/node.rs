@@ -149,6 +149,10 @@ fn invalid_images_are_refused_and_the_merged_state_is_untouched(systemd: Systemd
     // reported as a failure (the node is not on what was linked), once: the link is put back
     let refused = node.bakery(&["node", "refresh"]).expect_code(1);
     assert!(refused.stdout.contains("refused") && refused.stdout.contains("ARCHITECTURE=arm64"), "{refused:?}");
+    // on stderr the reason once (a warning), then one error line naming what was not activated
+    assert_eq!(refused.stderr.matches("ARCHITECTURE=arm64").count(), 1, "{refused:?}");
+    assert!(refused.stderr.ends_with("error: not activated: demo (refused)\n"), "{refused:?}");
+    assert_eq!(refused.stderr.matches("error:").count(), 1, "{refused:?}");
     assert_eq!(node.link(), format!("/opt/extensions/demo/{good}"), "the link is put back");
     assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
     let merged = node.container.run(&["systemd-sysext", "list"]).stdout;
@@ -494,6 +498,8 @@ fn an_image_rewritten_after_its_check_is_found_by_merging_one_at_a_time(systemd:
     assert_eq!(first.code, 1, "{first:?}");
     let said = format!("other: systemd-sysext could not merge /opt/extensions/other/{other_v1}");
     assert!(first.stderr.contains(&said) && first.stderr.contains("set aside"), "{first:?}");
+    assert_eq!(first.stderr.matches(&said).count(), 1, "said once: {first:?}");
+    assert_eq!(first.stderr.matches("error:").count(), 1, "{first:?}");
     assert!(first.stdout.contains("demo: Activated: v1.0.0 active"), "{first:?}");
     assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
     assert!(node.merged().contains("demo") && !node.merged().contains("other"), "{}", node.merged());
@@ -533,3 +539,136 @@ on_both_systemds!(
     a_refresh_killed_part_way_converges_on_the_next_run,
     doctor_checks_the_node_and_names_a_fix_for_what_fails,
 );
+
+// Unprivileged: `--root` at a directory the test makes, no systemd, no D-Bus, no network.
+
+/// `bakery node ARGS --root ROOT` with D-Bus pointed at a socket that does not exist.
+fn node_at(root: &std::path::Path, args: &[&str]) -> Run {
+    let home = root.parent().unwrap();
+    let mut command = support::bakery(home);
+    command.env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}/no-bus", home.display()));
+    support::run(command.arg("node").args(args).arg("--root").arg(root))
+}
+
+/// This machine's architecture as systemd names it.
+fn machine_arch() -> &'static str {
+    if std::env::consts::ARCH == "aarch64" { "arm64" } else { "x86-64" }
+}
+
+#[test]
+fn node_commands_on_an_empty_root_say_why_there_is_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+
+    let status = node_at(&root, &["status"]).expect_code(0);
+    assert_eq!(
+        status.stdout,
+        "nothing to show: no links in /etc/extensions and /var/lib/extensions, no records in /var/lib/bakery/versions.json\n"
+    );
+    let refresh = node_at(&root, &["refresh"]).expect_code(0);
+    assert_eq!(refresh.stdout, "nothing to do: no links in /etc/extensions and /var/lib/extensions\n");
+    // no transfer files, no release to follow: nothing to download, nothing to ask systemd
+    let update = node_at(&root, &["update"]).expect_code(0);
+    assert!(update.stdout.starts_with("nothing to do: no url-file transfer in /etc/sysupdate.d, /run/sysupdate.d, /usr/local/lib/sysupdate.d, /usr/lib/sysupdate.d"), "{update:?}");
+    assert!(
+        update
+            .stdout
+            .ends_with(", and no [extensions.<ext>] in /etc/bakery/node.toml (or /etc/bakery/node.d/*.toml)\n"),
+        "{update:?}"
+    );
+    assert_eq!(update.stderr, "", "{update:?}");
+
+    std::fs::create_dir_all(root.join("etc/bakery")).unwrap();
+    std::fs::write(root.join("etc/bakery/node.toml"), "[extensions.demo]\nfollow = \"latest\"\n").unwrap();
+    let update = node_at(&root, &["update"]).expect_code(0);
+    assert!(update.stdout.contains("sets [extensions] but no release_url to fetch them from"), "{update:?}");
+}
+
+#[test]
+fn a_root_that_is_not_a_directory_is_refused_and_nothing_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "not a root").unwrap();
+    let commands: [&[&str]; 6] = [
+        &["status"],
+        &["refresh"],
+        &["update"],
+        &["rollback", "demo"],
+        &["update", "--activate"],
+        &["bootstrap", "--release", "r1"],
+    ];
+    for args in commands {
+        let failed = node_at(&missing, args).expect_code(2);
+        assert!(
+            failed.stderr.contains(&format!("--root {}: no such directory", missing.display())),
+            "{args:?}: {failed:?}"
+        );
+        assert_eq!(failed.stderr.matches("error:").count(), 1, "{failed:?}");
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+        let failed = node_at(&file, args).expect_code(2);
+        assert!(failed.stderr.contains(&format!("--root {}: not a directory", file.display())), "{args:?}: {failed:?}");
+    }
+    let mut doctor = support::bakery(dir.path());
+    let failed = support::run(doctor.arg("doctor").arg("--root").arg(&missing)).expect_code(2);
+    assert!(failed.stderr.contains("no such directory"), "{failed:?}");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn status_shows_the_links_when_the_records_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let image = format!("/opt/extensions/demo/demo-v1.0.0-{}.raw", machine_arch());
+    std::fs::create_dir_all(root.join("etc/extensions")).unwrap();
+    std::os::unix::fs::symlink(&image, root.join("etc/extensions/demo.raw")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/bakery")).unwrap();
+    std::fs::write(root.join("var/lib/bakery/versions.json"), "{ cut off").unwrap();
+
+    let status = node_at(&root, &["status"]).expect_code(0);
+    assert!(status.stdout.contains(&format!("demo: linked v1.0.0 ({image}), not merged, recorded -")), "{status:?}");
+    let records = root.join("var/lib/bakery/versions.json");
+    let unread = status.stdout.lines().find(|l| l.starts_with("could not read")).unwrap_or_default();
+    assert!(unread.starts_with(&format!("could not read the records: parsing {}: ", records.display())), "{status:?}");
+    assert!(!status.stdout.contains("nothing to show"), "{status:?}");
+
+    let json = node_at(&root, &["status", "--json"]).expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(json["extensions"][0]["linked_version"], "v1.0.0");
+    assert_eq!(json["not_read"][0]["what"], "the records", "{json}");
+
+    // Nothing linked, the records unreadable: not "no records".
+    std::fs::remove_file(root.join("etc/extensions/demo.raw")).unwrap();
+    let status = node_at(&root, &["status"]).expect_code(0);
+    assert!(
+        status.stdout.starts_with("nothing to show: no links in /etc/extensions and /var/lib/extensions\n"),
+        "{status:?}"
+    );
+    assert!(status.stdout.contains("could not read the records"), "{status:?}");
+}
+
+#[test]
+fn refresh_names_the_os_release_paths_it_looked_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/extensions")).unwrap();
+    std::os::unix::fs::symlink("/opt/extensions/demo/demo-v1.0.0-x86-64.raw", root.join("etc/extensions/demo.raw"))
+        .unwrap();
+    let failed = node_at(&root, &["refresh"]).expect_code(1);
+    let (etc, usr) = (root.join("etc/os-release"), root.join("usr/lib/os-release"));
+    let looked = format!("no os-release under {}: looked at {} and {}", root.display(), etc.display(), usr.display());
+    assert!(failed.stderr.contains(&looked), "{failed:?}");
+    assert_eq!(failed.stderr.matches("error:").count(), 1, "{failed:?}");
+}
+
+#[test]
+fn status_without_dbus_says_it_could_not_read_unit_states() {
+    // The host's own root, read only: whatever it has linked, status still answers.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = support::bakery(dir.path());
+    command.env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}/no-bus", dir.path().display()));
+    let status = support::run(command.args(["node", "status"])).expect_code(0);
+    let unread = status.stdout.lines().find(|l| l.starts_with("could not read unit states: ")).unwrap_or_default();
+    assert!(unread.contains("connecting to the D-Bus system bus"), "{status:?}");
+}

@@ -217,6 +217,10 @@ fn foreign_mismatched_and_prerelease_images_are_named_and_skipped_or_fatal() {
     ] {
         assert!(strict.stderr.contains(needle), "missing {needle:?}:\n{}", strict.stderr);
     }
+    // each invalid image once, in the one error line, not also as a warning
+    assert_eq!(strict.stderr.matches("notes.raw: ").count(), 1, "{}", strict.stderr);
+    assert!(!strict.stderr.contains("skipping"), "{}", strict.stderr);
+    assert_eq!(strict.stderr.matches("error:").count(), 1, "{}", strict.stderr);
     assert_eq!(read(&dist.join("SHA256SUMS")), sums_before, "--strict failures write nothing");
     assert!(!dist.join("index.json").exists());
 
@@ -492,4 +496,29 @@ async fn a_node_updates_from_the_served_release_like_systemd_sysupdate() {
     world.server.put("/ext/SHA256SUMS", sums);
     let err = bakery::sysupdate::update::update(&node, &transfer).await.unwrap_err();
     assert!(format!("{err:#}").contains("does not verify"), "{err:#}");
+}
+
+#[test]
+fn a_directory_without_a_valid_image_exits_2_and_signs_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let keyring = Keyring::new();
+    let dist = home.path().join("dist");
+    std::fs::create_dir(&dist).unwrap();
+    for (files, needle) in [(&[][..], "(no *.raw files)"), (&["notes.raw"][..], "notes.raw: ")] {
+        for file in files {
+            std::fs::write(dist.join(file), vec![b'x'; 8192]).unwrap();
+        }
+        for strict in [false, true] {
+            let mut command = bakery(home.path());
+            command.env("GNUPGHOME", keyring.path()).arg("release").arg(&dist).args(["--sign-key", EMAIL]);
+            command.args(["--base-url", BASE]).args(strict.then_some("--strict"));
+            let failed = run(&mut command).expect_code(2);
+            assert!(failed.stderr.contains("nothing to release") || strict, "{}", failed.stderr);
+            assert_eq!(failed.stderr.matches(needle).count(), 1, "named once: {}", failed.stderr);
+            assert_eq!(failed.stderr.matches("error:").count(), 1, "{}", failed.stderr);
+            let mut written = dir_names(&dist);
+            written.retain(|n| !files.contains(&n.as_str()) && !n.starts_with('.'));
+            assert!(written.is_empty(), "wrote {written:?}");
+        }
+    }
 }

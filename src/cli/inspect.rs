@@ -28,7 +28,8 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     }
     let errors = validate::errors(&inspection.findings).len();
     if errors > 0 {
-        return Err(bad_input(format!("{} is invalid ({errors} error findings)", args.image.display())));
+        let findings = if errors == 1 { "finding" } else { "findings" };
+        return Err(bad_input(format!("{} is invalid ({errors} error {findings})", args.image.display())));
     }
     Ok(())
 }

@@ -9,7 +9,9 @@ use super::Global;
 use crate::cluster::api::NodeApi;
 use crate::cluster::connect;
 use crate::components::{self, metadata};
+use crate::error::bad_input;
 use crate::node::config::NodeConfig;
+use crate::node::records::Outcome;
 use crate::node::refresh::{self, Report, Timing};
 use crate::node::systemd::Bus;
 use crate::node::watch::{self, Agent, metrics::Metrics};
@@ -96,14 +98,39 @@ pub struct WatchArgs {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// A `--root` that is not an existing directory is refused before anything is created in it.
+fn check_root(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(bad_input(format!("--root {}: not a directory", root.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(bad_input(format!("--root {}: no such directory", root.display())))
+        }
+        Err(e) => Err(bad_input(format!("--root {}: {}", root.display(), crate::util::io_reason(&e)))),
+    }
+}
+
 pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
     let root = args.root.as_path();
+    check_root(root)?;
     let config = NodeConfig::load(root)?;
     if let NodeCommand::Watch(watch) = &args.command {
         return run_watch(global, root, &config, watch);
     }
     super::until_interrupted(async {
-        let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
+        let mut no_bus = None;
+        let bus = match root == Path::new("/") {
+            false => None,
+            true => match Bus::connect().await {
+                Ok(bus) => Some(bus),
+                // status shows what it can read without systemd, and says what it could not
+                Err(e) if matches!(args.command, NodeCommand::Status) => {
+                    no_bus = Some(status::NotRead { what: status::UNITS, why: crate::error::describe(&e) });
+                    None
+                }
+                Err(e) => return Err(e),
+            },
+        };
         match &args.command {
             NodeCommand::Update { extension, activate } => {
                 let settings = global.settings()?;
@@ -119,6 +146,9 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                             (None, _) => outln!("{}: the release has nothing {} matches", s.extension, s.source)?,
                         }
                     }
+                    if staged.is_empty() {
+                        outln!("nothing to do: {}", update::nothing_followed(&config))?;
+                    }
                 }
                 if *activate {
                     let report = refresh::refresh(root, &config, bus.as_ref(), Timing::from_config(&config)).await?;
@@ -131,7 +161,8 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
                 finish(&report, args.json)
             }
             NodeCommand::Status => {
-                let statuses = status::status(root, bus.as_ref()).await?;
+                let mut statuses = status::status(root, bus.as_ref()).await;
+                statuses.not_read.extend(no_bus);
                 if args.json {
                     outln!("{}", serde_json::to_string_pretty(&statuses)?)?;
                 } else {
@@ -247,7 +278,8 @@ fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs
     })
 }
 
-/// Prints a refresh report; failures make the command fail naming them.
+/// Prints a refresh report; failures make the command fail naming them (what went wrong with
+/// each is in its line and in the log above, once).
 fn finish(report: &Report, json: bool) -> Result<()> {
     if json {
         outln!("{}", serde_json::to_string_pretty(report)?)?;
@@ -255,9 +287,24 @@ fn finish(report: &Report, json: bool) -> Result<()> {
         for line in &report.lines {
             outln!("{}: {:?}: {}", line.extension, line.outcome, line.message)?;
         }
+        if report.lines.is_empty() {
+            let dirs = crate::node::observe::LINK_DIRS.map(|d| format!("/{d}"));
+            outln!("nothing to do: no links in {}", dirs.join(" and "))?;
+        }
     }
-    let failures: Vec<String> = report.failures().iter().map(|l| format!("{}: {}", l.extension, l.message)).collect();
-    if failures.is_empty() { Ok(()) } else { Err(anyhow!("{}", failures.join("; "))) }
+    let failures: Vec<String> = report
+        .failures()
+        .iter()
+        .map(|l| {
+            let outcome = match l.outcome {
+                Outcome::RolledBack => "rolled back",
+                Outcome::Refused => "refused",
+                _ => "failed",
+            };
+            format!("{} ({outcome})", l.extension)
+        })
+        .collect();
+    if failures.is_empty() { Ok(()) } else { Err(anyhow!("not activated: {}", failures.join(", "))) }
 }
 
 #[derive(Debug, Args)]
@@ -272,6 +319,7 @@ pub struct DoctorArgs {
 
 /// `bakery doctor`: exits 1 when a check fails.
 pub fn run_doctor(global: &Global, args: &DoctorArgs) -> Result<()> {
+    check_root(&args.root)?;
     let settings = global.settings()?;
     let config = NodeConfig::load(&args.root)?;
     let checks = super::until_interrupted(async {

@@ -168,8 +168,11 @@ fn expectations(file_name: &str, releases: &[ReleaseFile]) -> (Expect, Vec<Findi
             }
         }
     }
-    if releases.iter().any(|r| r.relaxed) || releases.is_empty() {
+    if releases.is_empty() {
         return (Expect::default(), vec![]);
+    }
+    if let Some(release) = releases.iter().find(|r| r.relaxed) {
+        return (Expect::default(), foreign_name(file_name, stem, release).into_iter().collect());
     }
     let finding = Finding {
         severity: validate::Severity::Error,
@@ -179,6 +182,35 @@ fn expectations(file_name: &str, releases: &[ReleaseFile]) -> (Expect, Vec<Findi
         ),
     };
     (Expect::default(), vec![finding])
+}
+
+/// A relaxed image (it merges under any name) whose file name is not its own: an error when
+/// the name is `<ext>-<version>-<arch>.raw` for another extension, version or spelling (release
+/// refuses it, and nodes and sysupdate go by the name), a warning otherwise.
+fn foreign_name(file_name: &str, stem: &str, release: &ReleaseFile) -> Option<Finding> {
+    let fields = extension_release::parse_env(&release.text).unwrap_or_default();
+    let (version, arch) = (fields.get("SYSEXT_VERSION_ID"), fields.get("ARCHITECTURE"));
+    let own = match (version, arch) {
+        (Some(version), Some(arch)) => format!("{}-{version}-{arch}.raw", release.name),
+        _ => format!("{}.raw", release.name),
+    };
+    let what = [Some(&release.name), version, arch].into_iter().flatten().cloned().collect::<Vec<_>>().join(" ");
+    let versioned = Arch::ALL.iter().any(|a| stem.ends_with(&format!("-{a}")))
+        || ["amd64", "aarch64", "x86_64"].iter().any(|a| stem.ends_with(&format!("-{a}")));
+    let (severity, message) = if versioned && stem.contains('-') {
+        (
+            Severity::Error,
+            format!("the file name {file_name} names another image: this is {what}, named {own}; release refuses it"),
+        )
+    } else {
+        (
+            Severity::Warning,
+            format!(
+                "the file name {file_name} is not this image's ({what}): it merges ({STRICT_XATTR}=false), but release and nodes expect {own}"
+            ),
+        )
+    };
+    Some(Finding { severity, path: None, message })
 }
 
 fn error(path: &ImagePath, message: impl Into<String>) -> Finding {
@@ -364,5 +396,17 @@ mod tests {
         assert_eq!(expect.name.as_deref(), Some("cni-plugins"));
         let (_, findings) = expectations("other.raw", &[release(false)]);
         assert_eq!(findings.len(), 1);
+        let built = ReleaseFile {
+            name: "kubernetes".into(),
+            text: "SYSEXT_VERSION_ID=v1.32.0\nARCHITECTURE=x86-64\n".into(),
+            relaxed: true,
+        };
+        let (_, findings) = expectations("crio-v1.32.0-x86-64.raw", std::slice::from_ref(&built));
+        assert_eq!(findings[0].severity, Severity::Error);
+        assert!(findings[0].message.contains("this is kubernetes v1.32.0 x86-64, named kubernetes-v1.32.0-x86-64.raw"));
+        let (_, findings) = expectations("kubernetes-v1.32.0-amd64.raw", std::slice::from_ref(&built));
+        assert_eq!(findings[0].severity, Severity::Error, "{findings:?}");
+        let (_, findings) = expectations("k8s.raw", &[built]);
+        assert_eq!(findings[0].severity, Severity::Warning);
     }
 }

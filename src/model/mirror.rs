@@ -99,6 +99,25 @@ impl Mirrors {
         }
     }
 
+    /// The rules whose FROM matches none of `upstreams` (the URLs a plan fetches): a rule
+    /// written the wrong way round (`TO=FROM`) is one.
+    pub fn unused(&self, upstreams: &[&str]) -> Vec<&MirrorRule> {
+        self.rules.iter().filter(|rule| !upstreams.iter().any(|url| rule.apply(url).is_some())).collect()
+    }
+
+    /// Warns about each [`Mirrors::unused`] rule, naming it.
+    pub fn warn_unused(&self, upstreams: &[&str]) {
+        for rule in self.unused(upstreams) {
+            let swapped = upstreams.iter().any(|url| url.starts_with(&rule.to));
+            let hint = if swapped {
+                " (FROM and TO look swapped: FROM is the upstream prefix, e.g. https://dl.k8s.io=http://mirror/k8s)"
+            } else {
+                " (FROM is the upstream prefix the recipe names, e.g. https://dl.k8s.io)"
+            };
+            tracing::warn!("mirror rule {rule} matches no URL of this build{hint}");
+        }
+    }
+
     /// [`Mirrors::resolve`] for a URL whose content a verified signature covers (a release with
     /// `Verify=yes`, as systemd-sysupdate accepts it): plain http is then allowed without a mirror.
     pub fn resolve_signed(&self, upstream: &str) -> anyhow::Result<String> {
@@ -125,6 +144,14 @@ mod tests {
         assert_eq!(m.resolve("https://dl.k8s.io/x").unwrap(), "http://127.0.0.1:1/k8s/x");
         assert_eq!(m.resolve("https://dl.k8s.io/release/v1").unwrap(), "http://127.0.0.1:1/rel/v1");
         assert_eq!(m.resolve("https://dl.k8s.io.evil.example/x").unwrap(), "https://dl.k8s.io.evil.example/x");
+    }
+
+    #[test]
+    fn rules_matching_no_url_are_unused() {
+        let m = mirrors(&["http://127.0.0.1:1/k8s=https://dl.k8s.io", "https://github.com=http://127.0.0.1:1/gh"]);
+        let urls = ["https://dl.k8s.io/release/v1/kubelet", "https://github.com/x/y"];
+        let unused: Vec<String> = m.unused(&urls).iter().map(|r| r.to_string()).collect();
+        assert_eq!(unused, ["http://127.0.0.1:1/k8s=https://dl.k8s.io"]);
     }
 
     #[test]

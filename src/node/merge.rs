@@ -56,7 +56,7 @@ pub fn merge(
         let Err(error) = sysext::refresh(root) else { continue };
         let back = put_back(linked)?;
         let message = format!("systemd-sysext could not merge {}: {}; {back}", linked.node_image, describe(&error));
-        tracing::error!("{}: {message}", linked.name);
+        tracing::warn!("{}: {message}", linked.name);
         faults.push(Fault { name: linked.name.clone(), message });
         sysext::refresh(root).context("merging the other extensions again")?;
     }

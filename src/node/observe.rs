@@ -26,18 +26,24 @@ pub struct Host {
 }
 
 impl Host {
-    /// `<root>/etc/os-release` (else `usr/lib/os-release`) and the machine's architecture.
-    pub fn read(root: &Path) -> Result<Self> {
-        let path = [root.join("etc/os-release"), root.join("usr/lib/os-release")]
-            .into_iter()
-            .find(|p| p.exists())
-            .with_context(|| format!("no os-release under {}", root.display()))?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let fields = parse_env(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let arch = match std::env::consts::ARCH {
+    /// The architecture this bakery runs on.
+    pub fn machine_arch() -> Arch {
+        match std::env::consts::ARCH {
             "aarch64" => Arch::Arm64,
             _ => Arch::X86_64,
-        };
+        }
+    }
+
+    /// `<root>/etc/os-release` (else `usr/lib/os-release`) and the machine's architecture.
+    pub fn read(root: &Path) -> Result<Self> {
+        let candidates = [root.join("etc/os-release"), root.join("usr/lib/os-release")];
+        let path = candidates.iter().find(|p| p.exists()).cloned().with_context(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!("no os-release under {}: looked at {}", root.display(), looked.join(" and "))
+        })?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let fields = parse_env(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let arch = Self::machine_arch();
         Ok(Host {
             id: fields.get("ID").cloned().unwrap_or_else(|| "linux".to_string()),
             version_id: fields.get("VERSION_ID").cloned(),

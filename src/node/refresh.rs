@@ -83,6 +83,14 @@ pub async fn refresh<S: Systemd>(
 ) -> Result<Report> {
     let _lock = lock::acquire(root)?;
     merge::restore_held(root)?;
+    let linked = observe::linked(root)?;
+    if linked.is_empty() {
+        let merged = sysext::merged(root);
+        if merged.is_empty() {
+            return Ok(Report::default()); // nothing linked, nothing merged: the caller says so
+        }
+        tracing::info!("unmerging {}: nothing is linked any more", merged.join(", "));
+    }
     let mut records = Records::load(root)?;
     let host = Host::read(root)?;
     let mut report = Report::default();
@@ -90,7 +98,7 @@ pub async fn refresh<S: Systemd>(
         config.extensions.iter().filter_map(|(n, e)| e.restart_units.clone().map(|u| (n.clone(), u))).collect();
 
     let mut candidates = Vec::new();
-    for linked in observe::linked(root)? {
+    for linked in linked {
         match observe::check(&linked.image, &linked.name, &host) {
             Ok(checked) => {
                 let sha256 = hash_file(&linked.image)?.0.to_string();
@@ -230,7 +238,7 @@ async fn activate<S: Systemd>(
             }
             Some(reason) => {
                 let result = roll_back(root, host, records, candidate, reason, systemd).await?;
-                tracing::error!("{name}: {}", result.1);
+                tracing::warn!("{name}: {}", result.1);
                 result
             }
         };

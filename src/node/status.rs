@@ -60,11 +60,43 @@ pub struct NodeStatus {
     /// Why the last bootstrap stopped, when it did.
     pub bootstrap_failure: Option<Failure>,
     pub pending_restarts: Vec<String>,
+    /// What could not be read (the records, the links, unit states without D-Bus): the rest is
+    /// shown regardless.
+    pub not_read: Vec<NotRead>,
 }
 
-/// The state of every extension linked or recorded, and of the components.
-pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<NodeStatus> {
-    let records = Records::load(root)?;
+/// Something [`status`] could not read, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotRead {
+    /// [`RECORDS`], [`LINKS`] or [`UNITS`].
+    pub what: &'static str,
+    pub why: String,
+}
+
+pub const RECORDS: &str = "the records";
+pub const LINKS: &str = "the links";
+pub const UNITS: &str = "unit states";
+
+impl NodeStatus {
+    /// Nothing linked, recorded or installed.
+    pub fn is_empty(&self) -> bool {
+        self.extensions.is_empty()
+            && self.release.is_none()
+            && self.components.is_empty()
+            && self.bootstrap_failure.is_none()
+            && self.pending_restarts.is_empty()
+    }
+}
+
+/// The state of every extension linked or recorded, and of the components. What cannot be read
+/// is noted in `not_read` rather than failing: status is what an operator runs when something
+/// is wrong.
+pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> NodeStatus {
+    let mut not_read = Vec::new();
+    let records = Records::load(root).unwrap_or_else(|e| {
+        not_read.push(NotRead { what: RECORDS, why: crate::error::describe(&e) });
+        Records::default()
+    });
     let mut components: Vec<ComponentStatus> = records
         .components
         .iter()
@@ -76,25 +108,35 @@ pub async fn status<S: Systemd>(root: &Path, systemd: Option<&S>) -> Result<Node
         })
         .collect();
     components.sort_by_key(|c| records.components[&c.component].position);
-    Ok(NodeStatus {
-        extensions: extensions(root, &records, systemd).await?,
+    NodeStatus {
+        extensions: extensions(root, &records, systemd, &mut not_read).await,
         release: records.release.clone(),
         components,
         bootstrap_failure: records.failure.clone(),
         pending_restarts: records.pending_restarts.clone(),
-    })
+        not_read,
+    }
 }
 
-async fn extensions<S: Systemd>(root: &Path, records: &Records, systemd: Option<&S>) -> Result<Vec<ExtensionStatus>> {
-    let host = Host::read(root)?;
-    let linked = observe::linked(root)?;
+async fn extensions<S: Systemd>(
+    root: &Path,
+    records: &Records,
+    systemd: Option<&S>,
+    not_read: &mut Vec<NotRead>,
+) -> Vec<ExtensionStatus> {
+    // the versions in image names are read for this machine (no os-release needed)
+    let arch = Host::machine_arch();
+    let linked = observe::linked(root).unwrap_or_else(|e| {
+        not_read.push(NotRead { what: LINKS, why: crate::error::describe(&e) });
+        Vec::new()
+    });
     let merged = sysext::merged(root);
     let names: BTreeSet<String> =
         linked.iter().map(|l| l.name.clone()).chain(records.extensions.keys().cloned()).collect();
     let mut out = Vec::new();
     for name in names {
         let link = linked.iter().find(|l| l.name == name);
-        let pattern = Pattern::parse(&extension_pattern(&name), host.arch).ok();
+        let pattern = Pattern::parse(&extension_pattern(&name), arch).ok();
         let version_of = |node_path: &str| {
             let file = Path::new(node_path).file_name()?.to_str()?;
             pattern.as_ref()?.matches(file)
@@ -132,7 +174,7 @@ async fn extensions<S: Systemd>(root: &Path, records: &Records, systemd: Option<
             extension: name,
         });
     }
-    Ok(out)
+    out
 }
 
 /// Human-readable status.
@@ -173,6 +215,23 @@ pub fn render(status: &NodeStatus) -> String {
     }
     if !status.pending_restarts.is_empty() {
         out.push_str(&format!("restarts pending: {}\n", status.pending_restarts.join(", ")));
+    }
+    if status.is_empty() {
+        let unread = |what: &str| status.not_read.iter().any(|n| n.what == what);
+        let mut why = Vec::new();
+        if !unread(LINKS) {
+            why.push(format!("no links in {}", observe::LINK_DIRS.map(|d| format!("/{d}")).join(" and ")));
+        }
+        if !unread(RECORDS) {
+            why.push(format!("no records in /{}", super::records::FILE));
+        }
+        match why.is_empty() {
+            true => out.push_str("nothing to show\n"),
+            false => out.push_str(&format!("nothing to show: {}\n", why.join(", "))),
+        }
+    }
+    for unread in &status.not_read {
+        out.push_str(&format!("could not read {}: {}\n", unread.what, unread.why));
     }
     out
 }

@@ -45,6 +45,17 @@ pub struct Staged {
 /// file of the same name in later ones.
 const TRANSFER_DIRS: [&str; 4] = ["etc", "run", "usr/local/lib", "usr/lib"];
 
+/// Why [`update`] found nothing to follow (its result is empty): where it looked.
+pub fn nothing_followed(config: &NodeConfig) -> String {
+    let dirs: Vec<String> = TRANSFER_DIRS.iter().map(|d| format!("/{d}/sysupdate.d")).collect();
+    let transfers = format!("no url-file transfer in {} (or their sysupdate.<ext>.d)", dirs.join(", "));
+    let config_file = format!("/{} (or /{}/*.toml)", super::config::FILE, super::config::DROPINS);
+    match config.extensions.is_empty() {
+        true => format!("{transfers}, and no [extensions.<ext>] in {config_file}"),
+        false => format!("{transfers}, and {config_file} sets [extensions] but no release_url to fetch them from"),
+    }
+}
+
 /// The transfer files systemd-sysupdate would read on this node, with `url-file` sources (the
 /// noop transfer is not one), by component and file name. As in systemd-sysupdate 257, a
 /// component with any `.transfer` file ignores its `.conf` files; systemd before 257 reads only
@@ -249,8 +260,6 @@ pub async fn update(
     mirrors: &Mirrors,
     only: Option<&str>,
 ) -> Result<Vec<Staged>> {
-    let host = Host::read(root)?;
-    let records = Records::load(root)?;
     let keyring = keyring(root, config);
     let mut work = transfers(root)?;
     for name in config.extensions.keys() {
@@ -264,6 +273,11 @@ pub async fn update(
             return Err(crate::error::bad_input(format!("no transfer file or node config entry updates {only}")));
         }
     }
+    if work.is_empty() {
+        return Ok(Vec::new()); // nothing followed: the caller says where it looked
+    }
+    let host = Host::read(root)?;
+    let records = Records::load(root)?;
     let node = Node { http, mirrors, root, arch: host.arch, keyring: keyring.clone() };
     let mut staged = Vec::new();
     for found in work {

@@ -106,9 +106,7 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let request = exact_request(settings, &http, &recipe, &job.request).await?;
     let resolved = resolve::resolve(source, &recipe, &request, &settings.mirrors)?;
     let dest = job.output.join(&resolved.image);
-    if job.output.is_dir() {
-        publish::prepare(&job.output)?;
-    }
+    publish::prepare_output(&job.output)?;
     if dest.exists() && !job.force {
         return Err(bad_input(format!("{} already exists (use --force to replace it)", dest.display())));
     }

@@ -14,8 +14,9 @@ use tokio::task::JoinSet;
 use super::cache::Cache;
 use super::checksum;
 use super::extract::{self, ArchiveIndex};
-use super::http::Http;
+use super::http::{Http, HttpStatus, Unreachable};
 use super::resolve::{Resolved, ResolvedArtifact, ResolvedChecksum, ResolvedInstall};
+use crate::error::Advice;
 use crate::model::Sha256;
 use crate::util::human_bytes;
 
@@ -75,12 +76,62 @@ pub async fn fetch_all(http: &Http, cache: &Cache, resolved: &Resolved, progress
         });
     }
     let mut fetched = Fetched::default();
+    let mut failed = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         let (name, result) = joined.context("a download task panicked")?;
-        fetched.artifacts.insert(name, result?);
+        match result {
+            Ok(artifact) => {
+                fetched.artifacts.insert(name, artifact);
+            }
+            Err(error) => failed.push((name, error)),
+        }
+    }
+    if !failed.is_empty() {
+        failed.sort_by(|a, b| a.0.cmp(&b.0));
+        return Err(failures(failed.into_iter().map(|(_, e)| e).collect(), resolved.artifacts.len()));
     }
     summarize(&fetched, started.elapsed());
     Ok(fetched)
+}
+
+/// Failed downloads as one error: one line per artifact (its URL and the cause in words), then
+/// what to try. One failure keeps its own chain (callers look into it: a 404 is a missing
+/// version); among several, an interruption or bad input decides what the error is.
+fn failures(mut errors: Vec<anyhow::Error>, total: usize) -> anyhow::Error {
+    let advice: std::collections::BTreeSet<&str> = errors.iter().filter_map(advice).collect();
+    let error = if errors.len() == 1 {
+        errors.pop().expect("one error")
+    } else if let Some(i) = errors.iter().position(|e| crate::error::exit_code(e) == 130) {
+        return errors.swap_remove(i);
+    } else {
+        let bad = errors.iter().any(|e| crate::error::exit_code(e) == 2);
+        let permanent = errors.iter().all(|e| crate::error::persistence(e) == crate::error::Persistence::Permanent);
+        let mut text = format!("{} of {total} downloads failed:", errors.len());
+        for error in &errors {
+            text.push_str(&format!("\n  {}", crate::error::describe(error)));
+        }
+        match (bad, permanent) {
+            (true, _) => crate::error::bad_input(text),
+            (false, true) => crate::error::permanent(anyhow!(text)),
+            (false, false) => crate::error::transient(anyhow!(text)),
+        }
+    };
+    if advice.is_empty() {
+        return error;
+    }
+    error.context(Advice(advice.into_iter().map(str::to_string).collect()))
+}
+
+/// What to try about one failed download, when bakery knows.
+fn advice(error: &anyhow::Error) -> Option<&'static str> {
+    if let Some(unreachable) = Unreachable::find(error) {
+        return Some(unreachable.cause.advice());
+    }
+    match HttpStatus::find(error)?.status {
+        404 => Some("check the version (bakery list EXT) and, with --mirror, that the mirror holds the file"),
+        403 | 429 => Some("the server is rate limiting: wait, or fetch from a mirror (--mirror FROM=TO)"),
+        _ => None,
+    }
 }
 
 async fn fetch_artifact(

@@ -238,24 +238,127 @@ fn limit(exceeded: Exceeded) -> anyhow::Error {
 }
 
 /// A failed request: TLS failures and refused redirects are permanent; connection failures
-/// and timeouts transient.
+/// and timeouts transient. The message is the cause in words ([`Unreachable`]); the full chain
+/// of reqwest, hyper and hickory errors (Debug structs) goes to the debug log only.
 fn classify(error: reqwest::Error) -> anyhow::Error {
-    let tls = is_tls(&error);
-    let permanent_kind = tls || error.is_redirect() || error.is_builder();
-    let error = anyhow!(error.without_url());
-    let error = if tls { error.context("the TLS connection failed") } else { error };
-    if permanent_kind { permanent(error) } else { transient(error) }
+    let host = error.url().and_then(|u| u.host_str()).unwrap_or("the host").to_string();
+    tracing::debug!("{error:?}");
+    let permanent_kind = is_tls(&error) || error.is_redirect() || error.is_builder();
+    let unreachable = Unreachable::of(&error, &host);
+    if permanent_kind { permanent(unreachable) } else { transient(unreachable) }
+}
+
+/// Why a request got no answer, in words.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Unreachable {
+    pub cause: Cause,
+    pub message: String,
+}
+
+/// The kinds of [`Unreachable`], each with its own advice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    Dns,
+    Refused,
+    TimedOut,
+    /// An https URL answered by a plain-http server.
+    NotTls,
+    Tls,
+    Other,
+}
+
+impl Unreachable {
+    fn of(error: &reqwest::Error, host: &str) -> Self {
+        let (cause, message) = describe_request_error(error, host);
+        Self { cause, message }
+    }
+
+    /// The first [`Unreachable`] in `error`'s chain.
+    pub fn find(error: &anyhow::Error) -> Option<&Unreachable> {
+        error.chain().find_map(|cause| cause.downcast_ref::<Unreachable>())
+    }
+}
+
+impl Cause {
+    /// What to try about it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Cause::Dns => {
+                "check DNS (/etc/resolv.conf), reach the hosts through a proxy (HTTPS_PROXY=http://proxy:3128), or fetch from a mirror (--mirror https://HOST=URL)"
+            }
+            Cause::Refused | Cause::TimedOut | Cause::Other => {
+                "check that the host is reachable: set HTTPS_PROXY if this network needs a proxy, or fetch from a mirror (--mirror FROM=TO)"
+            }
+            Cause::NotTls => "a plain-http server needs an http:// URL: write the mirror's TO as http://...",
+            Cause::Tls => {
+                "the certificate is not trusted: point SSL_CERT_FILE or SSL_CERT_DIR at your CA certificates, or use a mirror"
+            }
+        }
+    }
+}
+
+/// The cause of a failed request, walking reqwest's chain down to hickory, std I/O and rustls.
+fn describe_request_error(error: &reqwest::Error, host: &str) -> (Cause, String) {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    let mut innermost = error.to_string();
+    while let Some(current) = cause {
+        if let Some(tls) = rustls_error(current) {
+            if matches!(tls, rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) {
+                return (
+                    Cause::NotTls,
+                    format!("TLS: {host} answered in plain http, not TLS (an https URL for a plain-http server)"),
+                );
+            }
+            return (Cause::Tls, format!("TLS: {tls}"));
+        }
+        let text = current.to_string();
+        if text == "tls handshake eof" {
+            let message = format!("TLS: {host} closed the connection during the handshake (a plain-http server?)");
+            return (Cause::NotTls, message);
+        }
+        // hyper-util wraps hickory's resolver error as "dns error: ..."; its text is a Debug struct
+        if text.starts_with("dns error") {
+            return (Cause::Dns, format!("DNS lookup of {host} failed"));
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return (Cause::Refused, format!("connection refused by {host}"));
+                }
+                std::io::ErrorKind::TimedOut => return (Cause::TimedOut, format!("connecting to {host} timed out")),
+                std::io::ErrorKind::ConnectionReset => {
+                    return (Cause::Other, format!("connection reset by {host}"));
+                }
+                _ => {}
+            }
+        }
+        innermost = text;
+        cause = current.source();
+    }
+    if error.is_timeout() {
+        return (Cause::TimedOut, format!("{host} timed out"));
+    }
+    if error.is_connect() {
+        return (Cause::Other, format!("could not connect to {host}: {innermost}"));
+    }
+    (Cause::Other, innermost)
+}
+
+/// The rustls error `error` is or carries (an I/O error may wrap it).
+fn rustls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())?;
+    rustls_error(inner)
 }
 
 /// Whether a rustls error is among `error`'s causes (an I/O error may carry it).
 fn is_tls(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(error) = cause {
-        if error.is::<rustls::Error>() {
-            return true;
-        }
-        let inner = error.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
-        if inner.is_some_and(|inner| is_tls(inner)) {
+        if rustls_error(error).is_some() {
             return true;
         }
         cause = error.source();

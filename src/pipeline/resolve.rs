@@ -58,6 +58,16 @@ pub struct ResolvedArtifact {
     pub install: ResolvedInstall,
 }
 
+impl ResolvedArtifact {
+    /// The upstream URLs it fetches: the artifact's and its checksum file's.
+    pub fn upstream_urls(&self) -> Vec<&str> {
+        match &self.checksum {
+            ResolvedChecksum::File { url, .. } => vec![self.url.as_str(), url.as_str()],
+            ResolvedChecksum::Pinned { .. } => vec![self.url.as_str()],
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ResolvedChecksum {
@@ -177,6 +187,7 @@ pub fn resolve(source: &RecipeSource, recipe: &Recipe, request: &Request, mirror
         };
         artifacts.push(ResolvedArtifact { name: artifact.name.clone(), url, fetch_url, checksum, install });
     }
+    mirrors.warn_unused(&artifacts.iter().flat_map(ResolvedArtifact::upstream_urls).collect::<Vec<_>>());
 
     let mut files = Vec::new();
     for (dir, specs) in [(FILES_DIR, &recipe.files), (TEMPLATES_DIR, &recipe.templates)] {

@@ -98,15 +98,22 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
     for (file, path) in raw_files(dir)? {
         match check_image(&file, &path, options.pre) {
             Ok(image) => released.images.push(image),
-            Err(reason) => {
-                tracing::warn!("skipping {file}: {reason}");
-                released.skipped.push(Skipped { file, reason });
-            }
+            Err(reason) => released.skipped.push(Skipped { file, reason }),
         }
     }
+    // Each invalid image is named once: in the error when the release fails, else in a warning.
+    let list: Vec<String> = released.skipped.iter().map(|s| format!("{}: {}", s.file, s.reason)).collect();
     if options.strict && !released.skipped.is_empty() {
-        let list: Vec<String> = released.skipped.iter().map(|s| format!("{}: {}", s.file, s.reason)).collect();
         return Err(bad_input(format!("invalid images in {} (--strict):\n  {}", dir.display(), list.join("\n  "))));
+    }
+    if released.images.is_empty() {
+        // Signing an empty SHA256SUMS would tell every node that nothing is published.
+        let found =
+            if list.is_empty() { " (no *.raw files)".to_string() } else { format!(":\n  {}", list.join("\n  ")) };
+        return Err(bad_input(format!("no valid image in {}: nothing to release{found}", dir.display())));
+    }
+    for skipped in &list {
+        tracing::warn!("skipping {skipped}");
     }
 
     let mut sums = Sha256Sums::default();
@@ -223,7 +230,12 @@ fn raw_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// A valid, versioned image, or why it is not one.
 fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, String> {
-    let inspection = inspect::inspect(path).map_err(|e| crate::error::describe(&e))?;
+    // the caller names the file already: keep only what is wrong with it
+    let prefix = format!("{}: ", path.display());
+    let inspection = inspect::inspect(path).map_err(|e| {
+        let why = crate::error::describe(&e);
+        why.strip_prefix(&prefix).map(str::to_string).unwrap_or(why)
+    })?;
     let errors: Vec<String> = validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
     if !errors.is_empty() {
         return Err(errors.join("; "));

@@ -27,6 +27,24 @@ pub fn human_bytes(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// Why a file system call failed, in words and without the `(os error N)` tail.
+pub fn io_reason(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => "it does not exist".to_string(),
+        ErrorKind::NotADirectory => "a parent is not a directory".to_string(),
+        ErrorKind::PermissionDenied => "permission denied".to_string(),
+        ErrorKind::ReadOnlyFilesystem => "read-only file system".to_string(),
+        _ => {
+            let text = error.to_string();
+            match text.find(" (os error ") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// The first executable file called `program` in a directory of `PATH`.
 pub fn find_program(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -50,6 +68,15 @@ pub fn open_lock_file(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn io_reasons_are_words() {
+        let reason = |code| super::io_reason(&std::io::Error::from_raw_os_error(code));
+        assert_eq!(reason(30), "read-only file system");
+        assert_eq!(reason(13), "permission denied");
+        assert_eq!(reason(20), "a parent is not a directory");
+        assert_eq!(reason(28), "No space left on device");
+    }
+
     #[test]
     fn programs_are_found_on_path() {
         assert!(super::find_program("sh").is_some_and(|p| p.is_absolute() || p.exists()));

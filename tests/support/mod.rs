@@ -104,10 +104,15 @@ pub fn skip(test: &str, why: &str) {
     eprintln!("skipping {test}: {why}");
 }
 
+/// Whether this process runs as root (its effective uid is 0).
+pub fn is_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
 /// Whether this process may use namespaces and loop devices (root), else why not.
 pub fn root_or_skip(test: &str) -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let root = status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let root = is_root();
     if !root {
         skip(test, "needs root for mount namespaces and loop devices (CI runs it as root)");
     }

@@ -1,6 +1,7 @@
 //! A real HTTP/1.1 server on 127.0.0.1 for tests: serves an in-memory tree, counts requests per
 //! path, and injects faults (connection resets, error statuses, redirects, bodies that trickle or
-//! never end). [`NotTls`] answers TLS with plain text.
+//! never end). It answers TLS with a plain-text 400, like real HTTP servers; [`NotTls`] answers
+//! every connection so.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -183,6 +184,13 @@ impl Drop for Server {
 fn handle(stream: TcpStream, shared: &Shared) {
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
+    // Like nginx or hyper, a request that does not start with a method (a TLS ClientHello) is
+    // answered at once with a plain-text 400, not after a line that never comes.
+    if reader.fill_buf().is_ok_and(|buf| buf.first().is_some_and(|b| !b.is_ascii_uppercase())) {
+        let mut stream = stream;
+        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() || request_line.is_empty() {
         return;

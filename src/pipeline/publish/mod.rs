@@ -58,6 +58,44 @@ pub fn read_sums(dir: &Path) -> Result<Sha256Sums> {
     }
 }
 
+/// Before any download for a build into `dir`: refuses a path that is not a directory, or that
+/// bakery cannot write into (or, when it is missing, create: it is created only once the image
+/// is built, so a failed build leaves nothing), then [`prepare`]s an existing one.
+pub fn prepare_output(dir: &Path) -> Result<()> {
+    let reason = crate::util::io_reason;
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {
+            probe_write(dir)
+                .map_err(|e| bad_input(format!("output {}: cannot write into it: {}", dir.display(), reason(&e))))?;
+            prepare(dir)
+        }
+        Ok(_) => Err(bad_input(format!("output {}: not a directory", dir.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let existing = dir
+                .ancestors()
+                .skip(1)
+                .map(|a| if a.as_os_str().is_empty() { Path::new(".") } else { a })
+                .find(|a| a.exists())
+                .unwrap_or(Path::new("/"));
+            probe_write(existing).map_err(|e| {
+                bad_input(format!(
+                    "output {}: cannot create it in {}: {}",
+                    dir.display(),
+                    existing.display(),
+                    reason(&e)
+                ))
+            })
+        }
+        Err(e) => Err(bad_input(format!("output {}: {}", dir.display(), reason(&e)))),
+    }
+}
+
+/// Whether a file can be made in `dir`: a probe file, not the mode bits, since root writes
+/// through modes but not into a read-only mount.
+fn probe_write(dir: &Path) -> std::io::Result<()> {
+    tempfile::Builder::new().prefix(".bakery-write-test").tempfile_in(dir).map(drop)
+}
+
 /// Before a build into `dir`: refuses a `SHA256SUMS` that would be refused after the build,
 /// and repairs what a killed run left (taking the lock only when something may be left).
 pub fn prepare(dir: &Path) -> Result<()> {
