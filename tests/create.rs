@@ -333,14 +333,83 @@ fn every_compression_gives_an_image_unsquashfs_reads() {
 }
 
 #[test]
-fn an_existing_image_is_kept_without_force() {
+fn an_image_built_from_the_same_inputs_is_up_to_date_without_any_request() {
+    use std::os::unix::fs::MetadataExt;
+    let world = World::new();
+    let upstream = world.kubernetes();
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    let (before, image) = (world.server.total_hits(), std::fs::metadata(world.image()).unwrap());
+    let sums = std::fs::read_to_string(world.out().join("SHA256SUMS")).unwrap();
+    let started = std::time::Instant::now();
+    let again = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    let elapsed = started.elapsed();
+    assert!(again.stderr.contains(&format!("{IMAGE} is up to date")), "{}", again.stderr);
+    assert!(!again.stderr.contains("building"), "{}", again.stderr);
+    let printed: Vec<PathBuf> = again.stdout.lines().map(PathBuf::from).collect();
+    assert_eq!(printed, [world.image(), world.out().join("SHA256SUMS")], "the same stdout as a build");
+    assert_eq!(world.server.total_hits(), before, "requests: {:?}", world.server.requested());
+    let after = std::fs::metadata(world.image()).unwrap();
+    assert_eq!((after.ino(), after.mtime_nsec()), (image.ino(), image.mtime_nsec()), "the image was rewritten");
+    assert_kept(&world, &sums);
+    eprintln!("up to date in {:.3} s (debug build, whole process)", elapsed.as_secs_f64());
+
+    // Checksum files gone from the cache: only they are fetched, then cached again.
+    let checksums = world.home().join("cache/checksums");
+    std::fs::remove_dir_all(&checksums).unwrap();
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    for path in upstream.artifact_paths() {
+        assert_eq!(world.server.hits(&path), 1, "{path} was downloaded again");
+        assert_eq!(world.server.hits(&format!("{path}.sha256")), 2, "{path}.sha256");
+    }
+    assert_eq!(world.server.total_hits() - before, 4, "one checksum file per artifact");
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    assert_eq!(world.server.total_hits() - before, 4, "the checksums were cached again");
+}
+
+#[test]
+fn an_image_built_from_other_inputs_is_kept_without_force() {
     let world = World::new();
     world.kubernetes();
     world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
     let before = world.server.total_hits();
-    let failed = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(2);
-    assert!(failed.stderr.contains("already exists") && failed.stderr.contains("--force"), "{}", failed.stderr);
+    let sums = std::fs::read_to_string(world.out().join("SHA256SUMS")).unwrap();
+    let failed = world.create(&["kubernetes", VERSION, "x86-64", "--compression", "zstd"]).expect_code(2);
+    assert!(failed.stderr.contains("already exists and was built from other inputs"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("compression gzip → zstd") && failed.stderr.contains("--force"),
+        "{}",
+        failed.stderr
+    );
+    let mut command = bakery(world.home());
+    command.env("SOURCE_DATE_EPOCH", "7").arg("--cache-dir").arg(world.home().join("cache"));
+    command.args(mirror_args(&world.server)).args(["create", "kubernetes", VERSION, "x86-64", "-o"]).arg(world.out());
+    let failed = run(&mut command).expect_code(2);
+    assert!(failed.stderr.contains("mtime 0 → 7"), "{}", failed.stderr);
     assert_eq!(world.server.total_hits(), before);
+    assert_kept(&world, &sums);
+
+    // another cache has no record of how the image was built
+    let mut command = bakery(world.home());
+    command.arg("--cache-dir").arg(world.home().join("other-cache")).args(mirror_args(&world.server));
+    command.args(["create", "kubernetes", VERSION, "x86-64", "-o"]).arg(world.out());
+    let failed = run(&mut command).expect_code(2);
+    assert!(failed.stderr.contains("the cache has no record of its inputs"), "{}", failed.stderr);
+    assert_eq!(world.server.total_hits(), before);
+
+    // an image that is not the one SHA256SUMS lists is not up to date
+    let mut bytes = std::fs::read(world.image()).unwrap();
+    bytes[5000] ^= 1;
+    std::fs::write(world.image(), bytes).unwrap();
+    let failed = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(2);
+    assert!(failed.stderr.contains("SHA256SUMS does not list it with its digest"), "{}", failed.stderr);
+    world.create(&["kubernetes", VERSION, "x86-64", "--force"]).expect_code(0);
+    assert_kept(&world, &sums);
+}
+
+/// The output directory still holds the image and the same SHA256SUMS, nothing else.
+fn assert_kept(world: &World, sums: &str) {
+    assert_eq!(dir_names(&world.out()), [".bakery-lock", "SHA256SUMS", IMAGE]);
+    assert_eq!(std::fs::read_to_string(world.out().join("SHA256SUMS")).unwrap(), sums);
 }
 
 #[test]

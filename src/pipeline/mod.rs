@@ -7,6 +7,7 @@ pub mod create;
 pub mod extract;
 pub mod fetch;
 pub mod http;
+pub mod inputs;
 pub mod limits;
 pub mod plan;
 pub mod publish;
