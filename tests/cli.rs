@@ -99,3 +99,42 @@ fn check_committed(path: &std::path::Path, generated: &str) {
         path.display()
     );
 }
+
+/// `sysext-bakery` habits: `--arch ARCH` instead of the positional ARCH (exactly one of them),
+/// and `--sysupdate true|false` besides the bare flag.
+#[test]
+fn arch_and_sysupdate_take_sysext_bakery_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = |args: &[&str]| {
+        let mut command = bakery(dir.path());
+        run(command.args(["create", "kubernetes", "v1.32.0"]).args(args).arg("--dry-run"))
+    };
+    let flagged: serde_json::Value = serde_json::from_str(&plan(&["--arch", "aarch64"]).expect_code(0).stdout).unwrap();
+    assert_eq!(flagged["arch"], "arm64");
+    assert_eq!(plan(&["--arch", "arm64"]).stdout, plan(&["arm64"]).expect_code(0).stdout);
+    let both = plan(&["x86-64", "--arch", "arm64"]).expect_code(2);
+    assert!(both.stderr.contains("cannot be used with '--arch <ARCH>'"), "{}", both.stderr);
+    let neither = plan(&[]).expect_code(2);
+    assert!(neither.stderr.contains("<ARCH|--arch <ARCH>>"), "{}", neither.stderr);
+
+    plan(&["x86-64", "--sysupdate", "false"]).expect_code(0);
+    for needs_a_base_url in [&["x86-64", "--sysupdate", "true"][..], &["x86-64", "--sysupdate"]] {
+        let refused = plan(needs_a_base_url).expect_code(2);
+        assert!(refused.stderr.contains("--base-url <URL>"), "{needs_a_base_url:?}: {}", refused.stderr);
+    }
+    let wrong = plan(&["x86-64", "--sysupdate", "maybe"]).expect_code(2);
+    assert!(wrong.stderr.contains("[possible values: true, false]"), "{}", wrong.stderr);
+
+    let butane = |arch: &[&str]| {
+        let mut command = bakery(dir.path());
+        command.args(["butane", "kubernetes", "v1.32.3"]).args(arch);
+        run(command.args(["--base-url", "https://example.org/ext", "--allow-unsigned", "--dir"]).arg(dir.path()))
+    };
+    let (positional, flagged) = (butane(&["x86-64"]), butane(&["--arch", "x86-64"]));
+    assert_eq!(
+        (positional.code, &positional.stdout, &positional.stderr),
+        (flagged.code, &flagged.stdout, &flagged.stderr)
+    );
+    assert!(butane(&["--arch", "arm64"]).stderr.contains("kubernetes-v1.32.3-arm64.raw"), "the flag's arch is used");
+    butane(&["x86-64", "--arch", "x86-64"]).expect_code(2);
+}
