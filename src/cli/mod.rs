@@ -133,10 +133,25 @@ impl Global {
             mirrors: Mirrors::new(rules),
             cache_dir,
             progress_bars: !self.quiet && crate::util::stderr_is_terminal(),
+            progress_interval: progress_interval()?,
             retry,
             limits,
             config,
         })
+    }
+}
+
+/// `BAKERY_PROGRESS_INTERVAL_MS`: milliseconds between two progress lines when stderr is not a
+/// terminal (0: at every step).
+fn progress_interval() -> Result<std::time::Duration> {
+    const VAR: &str = "BAKERY_PROGRESS_INTERVAL_MS";
+    match std::env::var(VAR).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(crate::pipeline::progress::DEFAULT_INTERVAL),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| bad_input(format!("{VAR}={value:?}: expected a number of milliseconds"))),
     }
 }
 

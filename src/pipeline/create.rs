@@ -10,6 +10,7 @@ use super::fetch::{self, Progress};
 use super::http::{Http, HttpStatus};
 use super::inputs::{self, Inputs};
 use super::plan::{self, Planned};
+use super::progress::{self, PackProgress};
 use super::publish::{self, Published};
 use super::resolve::{self, Request, Resolved};
 use super::validate::{self, Expect, Finding, ImageView};
@@ -154,15 +155,30 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     // removed even while the packing thread still holds a handle to it.
     let tmp = atomic::temp_beside(&dest)?;
     let mut file = tmp.as_file().try_clone().context("opening the temporary image")?;
+    // Like the temporary image, the progress display belongs to this future: dropped on an
+    // error or an interruption, it clears the bar at once (declared after `tmp`, it goes first).
+    let display = match settings.progress_bars {
+        true => progress::Display::Bar,
+        false => progress::Display::Lines { interval: settings.progress_interval },
+    };
+    let (progress, reporter) = PackProgress::new(display);
     let pack = tokio::task::spawn_blocking({
         let (dest, cache) = (dest.clone(), cache.clone());
         move || {
-            squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file)
+            let first = std::cell::Cell::new(true);
+            let report = |done, total| {
+                if first.replace(false) {
+                    crate::util::failpoint::pause("create:packing");
+                }
+                reporter.update(done, total);
+            };
+            squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file, &report)
                 .with_context(|| format!("packing {}", dest.display()))
         }
     })
     .await
     .context("the packing task panicked")??;
+    progress.finish();
     let pack_time = pack_started.elapsed();
     let published = tokio::task::spawn_blocking({
         let (output, image, force) = (job.output.clone(), resolved.image.clone(), job.force);

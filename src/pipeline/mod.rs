@@ -10,6 +10,7 @@ pub mod http;
 pub mod inputs;
 pub mod limits;
 pub mod plan;
+pub mod progress;
 pub mod publish;
 pub mod render;
 pub mod resolve;
