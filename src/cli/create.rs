@@ -17,10 +17,11 @@ use crate::release::transfers;
     override_usage = "bakery create [OPTIONS] <EXT> <VERSION> <ARCH>\n       bakery create [OPTIONS] <EXT> <VERSION> --arch <ARCH>"
 )]
 pub struct CreateArgs {
-    /// Extension name (see the extensions/ folder), e.g. kubernetes
+    /// Extension name, e.g. kubernetes (`bakery list` shows them)
     #[arg(value_name = "EXT")]
     pub extension: String,
-    /// Exact upstream version, e.g. v1.32.0
+    /// Upstream version: exact (v1.32.0), a minor (1.32: its newest patch) or latest;
+    /// `bakery list EXT` shows them
     #[arg(value_name = "VERSION")]
     pub ext_version: String,
     #[command(flatten)]
