@@ -221,6 +221,8 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     /// Draw progress bars (stderr is a terminal and not `--quiet`).
     pub progress_bars: bool,
+    /// Off a terminal, the time between two progress lines (`BAKERY_PROGRESS_INTERVAL_MS`).
+    pub progress_interval: std::time::Duration,
     pub retry: RetryPolicy,
     pub limits: Limits,
     pub config: Config,

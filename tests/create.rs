@@ -335,14 +335,83 @@ fn every_compression_gives_an_image_unsquashfs_reads() {
 }
 
 #[test]
-fn an_existing_image_is_kept_without_force() {
+fn an_image_built_from_the_same_inputs_is_up_to_date_without_any_request() {
+    use std::os::unix::fs::MetadataExt;
+    let world = World::new();
+    let upstream = world.kubernetes();
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    let (before, image) = (world.server.total_hits(), std::fs::metadata(world.image()).unwrap());
+    let sums = std::fs::read_to_string(world.out().join("SHA256SUMS")).unwrap();
+    let started = std::time::Instant::now();
+    let again = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    let elapsed = started.elapsed();
+    assert!(again.stderr.contains(&format!("{IMAGE} is up to date")), "{}", again.stderr);
+    assert!(!again.stderr.contains("building"), "{}", again.stderr);
+    let printed: Vec<PathBuf> = again.stdout.lines().map(PathBuf::from).collect();
+    assert_eq!(printed, [world.image(), world.out().join("SHA256SUMS")], "the same stdout as a build");
+    assert_eq!(world.server.total_hits(), before, "requests: {:?}", world.server.requested());
+    let after = std::fs::metadata(world.image()).unwrap();
+    assert_eq!((after.ino(), after.mtime_nsec()), (image.ino(), image.mtime_nsec()), "the image was rewritten");
+    assert_kept(&world, &sums);
+    eprintln!("up to date in {:.3} s (debug build, whole process)", elapsed.as_secs_f64());
+
+    // Checksum files gone from the cache: only they are fetched, then cached again.
+    let checksums = world.home().join("cache/checksums");
+    std::fs::remove_dir_all(&checksums).unwrap();
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    for path in upstream.artifact_paths() {
+        assert_eq!(world.server.hits(&path), 1, "{path} was downloaded again");
+        assert_eq!(world.server.hits(&format!("{path}.sha256")), 2, "{path}.sha256");
+    }
+    assert_eq!(world.server.total_hits() - before, 4, "one checksum file per artifact");
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    assert_eq!(world.server.total_hits() - before, 4, "the checksums were cached again");
+}
+
+#[test]
+fn an_image_built_from_other_inputs_is_kept_without_force() {
     let world = World::new();
     world.kubernetes();
     world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
     let before = world.server.total_hits();
-    let failed = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(2);
-    assert!(failed.stderr.contains("already exists") && failed.stderr.contains("--force"), "{}", failed.stderr);
+    let sums = std::fs::read_to_string(world.out().join("SHA256SUMS")).unwrap();
+    let failed = world.create(&["kubernetes", VERSION, "x86-64", "--compression", "zstd"]).expect_code(2);
+    assert!(failed.stderr.contains("already exists and was built from other inputs"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("compression gzip → zstd") && failed.stderr.contains("--force"),
+        "{}",
+        failed.stderr
+    );
+    let mut command = bakery(world.home());
+    command.env("SOURCE_DATE_EPOCH", "7").arg("--cache-dir").arg(world.home().join("cache"));
+    command.args(mirror_args(&world.server)).args(["create", "kubernetes", VERSION, "x86-64", "-o"]).arg(world.out());
+    let failed = run(&mut command).expect_code(2);
+    assert!(failed.stderr.contains("mtime 0 → 7"), "{}", failed.stderr);
     assert_eq!(world.server.total_hits(), before);
+    assert_kept(&world, &sums);
+
+    // another cache has no record of how the image was built
+    let mut command = bakery(world.home());
+    command.arg("--cache-dir").arg(world.home().join("other-cache")).args(mirror_args(&world.server));
+    command.args(["create", "kubernetes", VERSION, "x86-64", "-o"]).arg(world.out());
+    let failed = run(&mut command).expect_code(2);
+    assert!(failed.stderr.contains("the cache has no record of its inputs"), "{}", failed.stderr);
+    assert_eq!(world.server.total_hits(), before);
+
+    // an image that is not the one SHA256SUMS lists is not up to date
+    let mut bytes = std::fs::read(world.image()).unwrap();
+    bytes[5000] ^= 1;
+    std::fs::write(world.image(), bytes).unwrap();
+    let failed = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(2);
+    assert!(failed.stderr.contains("SHA256SUMS does not list it with its digest"), "{}", failed.stderr);
+    world.create(&["kubernetes", VERSION, "x86-64", "--force"]).expect_code(0);
+    assert_kept(&world, &sums);
+}
+
+/// The output directory still holds the image and the same SHA256SUMS, nothing else.
+fn assert_kept(world: &World, sums: &str) {
+    assert_eq!(dir_names(&world.out()), [".bakery-lock", "SHA256SUMS", IMAGE]);
+    assert_eq!(std::fs::read_to_string(world.out().join("SHA256SUMS")).unwrap(), sums);
 }
 
 #[test]
@@ -426,4 +495,104 @@ fn sigterm_stops_the_build_and_leaves_nothing_behind() {
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
     assert_output_untouched(&world, &sums);
     assert_eq!(dir_names(&world.dir.path().join("cache/tmp")), Vec::<String>::new(), "no partial download left");
+}
+
+/// The `packing:` lines of `stderr` as (line, percent).
+fn packing_lines(stderr: &str) -> Vec<(String, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.starts_with("packing: "))
+        .map(|l| {
+            let percent = l.rsplit(", ").next().and_then(|p| p.strip_suffix('%')).and_then(|p| p.parse().ok());
+            (l.to_string(), percent.unwrap_or_else(|| panic!("no percentage in {l:?}")))
+        })
+        .collect()
+}
+
+/// Off a terminal, packing reports plain lines on stderr (here at every step): growing, the
+/// last at 100%, and stdout is what it always is. At the default interval a pack this short
+/// prints none, and `--quiet` prints none at any interval.
+#[test]
+fn packing_progress_is_plain_lines_on_stderr_off_a_terminal() {
+    let world = World::new();
+    world.kubernetes();
+    let create = |env: Option<&str>, extra: &[&str]| {
+        let mut command = bakery(world.home());
+        if let Some(ms) = env {
+            command.env("BAKERY_PROGRESS_INTERVAL_MS", ms);
+        }
+        command.args(extra).arg("--cache-dir").arg(world.dir.path().join("cache")).args(mirror_args(&world.server));
+        command.args(["create", "kubernetes", VERSION, "x86-64", "--force", "--output"]).arg(world.out());
+        run(&mut command).expect_code(0)
+    };
+    let every_step = create(Some("0"), &[]);
+    let lines = packing_lines(&every_step.stderr);
+    assert!(lines.len() > 5, "{}", every_step.stderr);
+    assert!(lines.windows(2).all(|w| w[0].1 <= w[1].1), "percentages never go back: {lines:?}");
+    let (last, percent) = lines.last().unwrap();
+    assert_eq!(*percent, 100, "{lines:?}");
+    let sizes: Vec<&str> = last.trim_start_matches("packing: ").split(", ").next().unwrap().split('/').collect();
+    assert_eq!(sizes[0], sizes[1], "all bytes packed: {last}");
+    let printed = format!("{}\n{}\n", world.image().display(), world.out().join("SHA256SUMS").display());
+    assert_eq!(every_step.stdout, printed, "progress never reaches stdout");
+
+    let default = create(None, &[]);
+    assert_eq!(packing_lines(&default.stderr), Vec::new(), "{}", default.stderr);
+    assert_eq!(default.stdout, printed);
+    let quiet = create(Some("0"), &["--quiet"]);
+    assert_eq!(quiet.stderr, "");
+    assert_eq!(quiet.stdout, printed);
+    let mut bad = bakery(world.home());
+    bad.env("BAKERY_PROGRESS_INTERVAL_MS", "soon").args(["create", "kubernetes", VERSION, "x86-64"]);
+    let bad = run(&mut bad).expect_code(2);
+    assert!(bad.stderr.contains("BAKERY_PROGRESS_INTERVAL_MS=\"soon\""), "{}", bad.stderr);
+}
+
+/// SIGTERM while packing: once the build has let go of its temporary image, the packing thread
+/// (paused at a failpoint just before it reports progress) prints no progress any more (the bar
+/// of a terminal is cleared at that moment), and the run ends with 130 leaving nothing behind.
+#[test]
+fn an_interrupted_pack_prints_no_progress_after_the_interruption() {
+    use std::io::{BufRead, Read, Write};
+    let world = World::new();
+    world.kubernetes();
+    let sums = existing_sums(&world);
+    let fifo = world.home().join("resume");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let mut command = bakery(world.home());
+    command.env("BAKERY_PROGRESS_INTERVAL_MS", "0").env("BAKERY_FAILPOINT", "create:packing");
+    command.env("BAKERY_FAILPOINT_RESUME", &fifo);
+    command.arg("--cache-dir").arg(world.dir.path().join("cache")).args(mirror_args(&world.server));
+    command.args(["create", "kubernetes", VERSION, "x86-64", "-o"]).arg(world.out());
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut before = String::new();
+    while !before.contains("failpoint create:packing reached") {
+        assert!(stderr.read_line(&mut before).unwrap() > 0, "bakery ended before packing: {before}");
+    }
+    assert_eq!(packing_lines(&before), Vec::new(), "paused before its first report: {before}");
+    let temp = || dir_names(&world.out()).into_iter().filter(|n| n.contains(IMAGE)).count();
+    assert_eq!(temp(), 1, "the temporary image exists while packing");
+
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    // The temporary image is removed when the build's future is dropped, right after its
+    // progress display: wait for that, then let the packing thread go on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while temp() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the interrupted build kept its temporary image");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut resume = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+    resume.write_all(b"go\n").unwrap();
+    let mut after = String::new();
+    stderr.read_to_string(&mut after).unwrap();
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    let code = child.wait().unwrap().code();
+    drop(resume);
+    assert_eq!(code, Some(130), "{before}{after}");
+    assert_eq!(packing_lines(&after), Vec::new(), "progress after the interruption: {after}");
+    assert!(after.contains("interrupted by SIGTERM"), "{after}");
+    assert_eq!(stdout, "");
+    assert_output_untouched(&world, &sums);
 }

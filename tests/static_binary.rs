@@ -50,7 +50,7 @@ fn the_static_binary_works_in_an_empty_root() {
         run(&mut command)
     };
     chrooted(&["--version"]).expect_code(0);
-    let listed = chrooted(&["list", "kubernetes"]).expect_code(0);
+    let listed = chrooted(&["list", "kubernetes", "--latest"]).expect_code(0);
     assert_eq!(listed.stdout, "v1.32.3\nv1.31.7\n");
     chrooted(&["create", "kubernetes", "latest", "x86-64", "-o", "/out"]).expect_code(0);
     let image = root.path().join("out/kubernetes-v1.32.3-x86-64.raw");

@@ -8,7 +8,8 @@ mod support;
 use std::path::Path;
 
 use support::fixtures::{
-    GhRelease, Upstream, default_cni_version, github_api_mirror, github_releases, kubernetes_markers, mirror_args,
+    GhRelease, Upstream, default_cni_version, github_api_mirror, github_releases, kubernetes_markers,
+    kubernetes_releases, mirror_args,
 };
 use support::golden::assert_golden;
 use support::{Run, Server, bakery, run};
@@ -62,21 +63,55 @@ fn list_marks_extensions_from_a_directory() {
     assert!(line.contains(&folder.display().to_string()) && line.contains("a local recipe"), "{line}");
 }
 
+/// Serves the marker files and the GitHub releases of kubernetes/kubernetes; returns the pages.
+fn serve_kubernetes(server: &Server) -> Vec<String> {
+    kubernetes_markers(server, &STABLE, "v1.33.0-rc.1");
+    kubernetes_releases(server, &STABLE, "v1.33.0-rc.1")
+}
+
 #[test]
-fn kubernetes_versions_come_from_marker_files_newest_first() {
+fn kubernetes_lists_every_release_and_the_markers_answer_latest() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start();
-    kubernetes_markers(&server, &STABLE, "v1.33.0-rc.1");
+    let pages = serve_kubernetes(&server);
     let all = bakery_at(dir.path(), &server, &["list", "kubernetes"]).expect_code(0);
     assert_golden("list-kubernetes.txt", &all.stdout);
-    assert_eq!(server.hits("/dl.k8s.io/release/stable-1.26.txt"), 1, "walks down until a minor is missing");
+    assert!(all.stdout.lines().any(|v| v == "v1.32.0"), "the version the README builds: {}", all.stdout);
+    assert_eq!(all.stdout.lines().count(), 4 + 8 + 12 + 16 + 16 + 17, "every patch, no draft, no pre-release");
+    for page in &pages {
+        assert_eq!(server.hits(page), 1, "{page}");
+    }
+    assert_eq!(server.hits("/dl.k8s.io/release/stable.txt"), 0, "the list comes from GitHub alone");
+
     let latest = bakery_at(dir.path(), &server, &["list", "kubernetes", "--latest"]).expect_code(0);
     assert_golden("list-kubernetes-latest.txt", &latest.stdout);
+    assert_eq!(server.hits(&pages[0]), 1, "--latest reads the markers, not GitHub");
+    assert_eq!(server.hits("/dl.k8s.io/release/stable-1.30.txt"), 1);
+    assert_eq!(server.hits("/dl.k8s.io/release/stable-1.29.txt"), 0, "only the supported minors");
     let pre = bakery_at(dir.path(), &server, &["list", "kubernetes", "--pre"]).expect_code(0);
     assert_eq!(pre.stdout.lines().next(), Some("v1.33.0-rc.1"), "{}", pre.stdout);
+    assert!(!pre.stdout.contains("v1.99.0"), "drafts never show: {}", pre.stdout);
     let json = bakery_at(dir.path(), &server, &["list", "kubernetes", "--latest", "--json"]).expect_code(0);
     let latest: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(latest[0], serde_json::json!({"minor": "1.32", "version": "v1.32.3"}));
+}
+
+#[test]
+fn marker_sources_without_a_repository_walk_the_minors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start();
+    kubernetes_markers(&server, &STABLE, "v1.33.0-rc.1");
+    let recipe = "name: markers\ndescription: d\nversion:\n  prefix: v\n  source:\n    markers:\n      \
+                  stable: https://dl.k8s.io/release/stable.txt\n      \
+                  minor: \"https://dl.k8s.io/release/stable-{{ minor }}.txt\"\n      \
+                  latest: https://dl.k8s.io/release/latest.txt\n";
+    let folder = dir.path().join("extensions/markers");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("recipe.yaml"), recipe).unwrap();
+    let extensions = dir.path().join("extensions").display().to_string();
+    let all = bakery_at(dir.path(), &server, &["--extensions-dir", &extensions, "list", "markers", "--pre"]);
+    assert_eq!(all.expect_code(0).stdout, "v1.33.0-rc.1\n".to_string() + &STABLE.join("\n") + "\n");
+    assert_eq!(server.hits("/dl.k8s.io/release/stable-1.26.txt"), 1, "walks down until a minor is missing");
 }
 
 #[test]
@@ -161,7 +196,7 @@ fn malformed_sources_name_the_url_and_what_was_expected() {
     );
 
     server.put("/dl.k8s.io/release/stable.txt", "<html>maintenance</html>\n");
-    let failed = bakery_at(dir.path(), &server, &["list", "kubernetes"]).expect_code(1);
+    let failed = bakery_at(dir.path(), &server, &["list", "kubernetes", "--latest"]).expect_code(1);
     assert!(
         failed.stderr.contains("/dl.k8s.io/release/stable.txt: expected a version such as v1.2.3, got HTML"),
         "{}",
@@ -174,7 +209,7 @@ fn an_unreachable_mirror_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mirror = format!("https://dl.k8s.io=http://127.0.0.1:{closed}/k8s");
-    let failed = run(bakery(dir.path()).args(["--mirror", &mirror, "list", "kubernetes"])).expect_code(1);
+    let failed = run(bakery(dir.path()).args(["--mirror", &mirror, "list", "kubernetes", "--latest"])).expect_code(1);
     assert!(failed.stderr.contains(&format!("http://127.0.0.1:{closed}/k8s/release/stable.txt")), "{}", failed.stderr);
     assert!(failed.stderr.contains("giving up after 4 attempts"), "{}", failed.stderr);
 }
@@ -229,12 +264,14 @@ fn cni_version_latest_resolves_through_the_option_source_into_the_manifest() {
 fn versions_that_do_not_exist_upstream_name_the_nearest() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start();
-    kubernetes_markers(&server, &STABLE, "v1.33.0-rc.1");
+    serve_kubernetes(&server);
     Upstream::kubernetes(&server, "v1.32.3", "amd64", &default_cni_version());
     let failed =
         bakery_at(dir.path(), &server, &["create", "kubernetes", "v1.32.99", "x86-64", "-o", "out"]).expect_code(2);
     assert!(
-        failed.stderr.contains("kubernetes v1.32.99 does not exist upstream; nearest versions: v1.32.3, v1.31.7"),
+        failed.stderr.contains(
+            "kubernetes v1.32.99 does not exist upstream; nearest versions: v1.32.3, v1.32.2, v1.32.1, v1.32.0, v1.31.7"
+        ),
         "{}",
         failed.stderr
     );
@@ -253,8 +290,8 @@ fn versions_that_do_not_exist_upstream_name_the_nearest() {
 fn a_missing_checksum_of_an_existing_version_names_its_url() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start();
-    kubernetes_markers(&server, &STABLE, "v1.33.0-rc.1");
-    // v1.32.0 exists (stable-1.32.txt names a newer patch, v1.32.3), but one checksum is gone
+    serve_kubernetes(&server);
+    // v1.32.0 exists (GitHub lists it), but one checksum is gone
     let upstream = Upstream::kubernetes(&server, "v1.32.0", "amd64", &default_cni_version());
     let sha256 = format!("{}.sha256", upstream.paths["kubeadm"]);
     server.remove(&sha256);

@@ -173,12 +173,16 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__butane)
-            opts="-v -q -h -V --base-url --with --dir --butane-version --ignition --transfer-suffix --allow-unsigned --bakery-url --bakery-sha256 --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-v -q -h -V --arch --base-url --with --dir --butane-version --ignition --transfer-suffix --allow-unsigned --bakery-url --bakery-sha256 --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --arch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --base-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -261,12 +265,16 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__create)
-            opts="-o -v -q -h -V --output --cni-version --set --compression --os --force --dry-run --sysupdate --base-url --transfer-suffix --allow-unsigned --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-o -v -q -h -V --arch --output --cni-version --set --compression --os --force --dry-run --sysupdate --base-url --transfer-suffix --allow-unsigned --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --arch)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -289,6 +297,10 @@ _bakery() {
                     ;;
                 --os)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sysupdate)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 --base-url)

@@ -42,11 +42,14 @@ complete -c bakery -n "__fish_bakery_needs_command" -f -a "doctor" -d 'Check wha
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "completions" -d 'Print shell completions (bash, zsh, fish)'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "manpage" -d 'Print the manual page (or write all pages into a directory)'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l arch -d 'The architecture as a flag, instead of the positional ARCH' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s o -l output -d 'Where the image and SHA256SUMS go [default: current directory]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l cni-version -d 'CNI plugins version (shorthand for --set cni_version=V)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l set -d 'Set a recipe option (repeatable)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l compression -d 'Compression: gzip (default, every kernel reads it), zstd, xz or lz4' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l os -d 'ID= of the extension-release file: _any (default) or an os-release ID' -r
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l sysupdate -d 'Also write this image\'s transfer files for systemd-sysupdate (needs --base-url); `--sysupdate true` and `--sysupdate false` work too' -r -f -a "true\t''
+false\t''"
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l base-url -d 'Where the output directory is served (Source Path= of the transfer files)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
@@ -55,7 +58,6 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l cache-dir -d 'D
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l force -d 'Replace an existing image'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l dry-run -d 'Print the resolved plan as JSON; download nothing'
-complete -c bakery -n "__fish_bakery_using_subcommand create" -l sysupdate -d 'Also write this image\'s transfer files for systemd-sysupdate (needs --base-url)'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l allow-unsigned -d 'Transfer files say Verify=no (no SHA256SUMS.gpg will be published)'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s q -l quiet -d 'Only errors on stderr, no progress'
@@ -97,6 +99,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand release" -s v -l verbose -
 complete -c bakery -n "__fish_bakery_using_subcommand release" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand release" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand release" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l arch -d 'The architecture as a flag, instead of the positional ARCH' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l base-url -d 'Where the release is served (what `bakery release --base-url` was given)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l with -d 'Another extension for the same node (repeatable)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l dir -d 'The release directory: SHA256SUMS (or the images), and SHA256SUMS.gpg and import-pubring.gpg unless --allow-unsigned' -r -F

@@ -8,11 +8,14 @@ use clap::Args;
 use super::Global;
 use crate::butane::{self, ButaneVersion, Request};
 use crate::error::bad_input;
-use crate::model::{Arch, ExtName, Sha256};
+use crate::model::{ExtName, Sha256};
 use crate::pipeline::versions;
 use crate::sysupdate::transfer::Suffix;
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "bakery butane --base-url <URL> [OPTIONS] <EXT> <VERSION> <ARCH>\n       bakery butane --base-url <URL> [OPTIONS] <EXT> <VERSION> --arch <ARCH>"
+)]
 pub struct ButaneArgs {
     /// Extension name, e.g. kubernetes
     #[arg(value_name = "EXT")]
@@ -20,9 +23,8 @@ pub struct ButaneArgs {
     /// Exact version, e.g. v1.32.0 (the node follows its patch releases)
     #[arg(value_name = "VERSION")]
     pub ext_version: String,
-    /// Architecture: x86-64 or arm64
-    #[arg(value_name = "ARCH")]
-    pub arch: Arch,
+    #[command(flatten)]
+    pub arch: super::create::ArchArg,
     /// Where the release is served (what `bakery release --base-url` was given)
     #[arg(long, value_name = "URL")]
     pub base_url: String,
@@ -78,7 +80,7 @@ pub fn run(global: &Global, args: &ButaneArgs) -> Result<()> {
     }
     let request = Request {
         images,
-        arch: args.arch,
+        arch: args.arch.get(),
         base_url: args.base_url.clone(),
         butane_version: args.butane_version,
         dir: args.dir.clone(),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Args;
+use clap::{ArgAction, Args};
 
 use super::Global;
 use crate::error::bad_input;
@@ -13,16 +13,19 @@ use crate::pipeline::resolve::Request;
 use crate::release::transfers;
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "bakery create [OPTIONS] <EXT> <VERSION> <ARCH>\n       bakery create [OPTIONS] <EXT> <VERSION> --arch <ARCH>"
+)]
 pub struct CreateArgs {
-    /// Extension name (see the extensions/ folder), e.g. kubernetes
+    /// Extension name, e.g. kubernetes (`bakery list` shows them)
     #[arg(value_name = "EXT")]
     pub extension: String,
-    /// Exact upstream version, e.g. v1.32.0
+    /// Upstream version: exact (v1.32.0), a minor (1.32: its newest patch) or latest;
+    /// `bakery list EXT` shows them
     #[arg(value_name = "VERSION")]
     pub ext_version: String,
-    /// Architecture: x86-64 or arm64 (amd64, x86_64, aarch64 are accepted)
-    #[arg(value_name = "ARCH")]
-    pub arch: Arch,
+    #[command(flatten)]
+    pub arch: ArchArg,
     /// Where the image and SHA256SUMS go [default: current directory]
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
@@ -44,8 +47,19 @@ pub struct CreateArgs {
     /// Print the resolved plan as JSON; download nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Also write this image's transfer files for systemd-sysupdate (needs --base-url)
-    #[arg(long, requires = "base_url")]
+    /// Also write this image's transfer files for systemd-sysupdate (needs --base-url);
+    /// `--sysupdate true` and `--sysupdate false` work too
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = false,
+        default_value_t = false,
+        default_missing_value = "true",
+        hide_default_value = true,
+        action = ArgAction::Set,
+        requires_if("true", "base_url")
+    )]
     pub sysupdate: bool,
     /// Where the output directory is served (Source Path= of the transfer files)
     #[arg(long, value_name = "URL")]
@@ -56,6 +70,25 @@ pub struct CreateArgs {
     /// Transfer files say Verify=no (no SHA256SUMS.gpg will be published)
     #[arg(long)]
     pub allow_unsigned: bool,
+}
+
+/// ARCH as the positional argument or as `--arch ARCH` (how sysext-bakery spells it): exactly
+/// one of the two.
+#[derive(Debug, Args)]
+#[group(id = "architecture", required = true, multiple = false)]
+pub struct ArchArg {
+    /// Architecture: x86-64 or arm64 (amd64, x86_64, aarch64 are accepted)
+    #[arg(value_name = "ARCH")]
+    positional: Option<Arch>,
+    /// The architecture as a flag, instead of the positional ARCH
+    #[arg(long = "arch", value_name = "ARCH")]
+    flag: Option<Arch>,
+}
+
+impl ArchArg {
+    pub fn get(&self) -> Arch {
+        self.positional.or(self.flag).expect("clap requires ARCH or --arch")
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -86,7 +119,7 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
     let request = Request {
         extension: args.extension.clone(),
         version: args.ext_version.clone(),
-        arch: args.arch,
+        arch: args.arch.get(),
         options,
         os,
         compression,

@@ -59,20 +59,24 @@ pub fn run(global: &Global, args: &ListArgs) -> Result<()> {
         return Ok(());
     };
     let recipe = settings.catalog.get(name)?.recipe()?;
-    let releases = super::until_interrupted(async {
-        let http = settings.http()?;
-        versions::list(&http, &settings.mirrors, &recipe.version, name).await
-    })?;
+    let spec = &recipe.version;
     if args.latest {
-        let latest: Vec<LatestOfMinor> =
-            versions::latest_per_minor(&recipe.version, &releases, recipe.version.supported_minors)
-                .into_iter()
-                .map(|(minor, release)| LatestOfMinor { minor: minor.to_string(), version: release.version })
-                .collect();
+        let newest = super::until_interrupted(async {
+            let http = settings.http()?;
+            versions::newest_per_minor(&http, &settings.mirrors, spec, name, spec.supported_minors).await
+        })?;
+        let latest: Vec<LatestOfMinor> = newest
+            .into_iter()
+            .map(|(minor, release)| LatestOfMinor { minor: minor.to_string(), version: release.version })
+            .collect();
         let text: String = latest.iter().map(|l| format!("{}\n", l.version)).collect();
         out!("{}", if args.json { json(&latest)? } else { text })?;
         return Ok(());
     }
+    let releases = super::until_interrupted(async {
+        let http = settings.http()?;
+        versions::list(&http, &settings.mirrors, spec, name).await
+    })?;
     let shown: Vec<&Release> = releases.iter().filter(|r| args.pre || !r.prerelease).collect();
     let text: String = shown.iter().map(|r| format!("{}\n", r.version)).collect();
     out!("{}", if args.json { json(&shown)? } else { text })?;

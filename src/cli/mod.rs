@@ -37,7 +37,7 @@ use crate::recipe::Catalog;
 
 /// Turns upstream release binaries into systemd-sysext images.
 #[derive(Debug, Parser)]
-#[command(name = "bakery", version, propagate_version = true, max_term_width = 100)]
+#[command(name = "bakery", version, propagate_version = true, max_term_width = 100, help_expected = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -133,10 +133,25 @@ impl Global {
             mirrors: Mirrors::new(rules),
             cache_dir,
             progress_bars: !self.quiet && crate::util::stderr_is_terminal(),
+            progress_interval: progress_interval()?,
             retry,
             limits,
             config,
         })
+    }
+}
+
+/// `BAKERY_PROGRESS_INTERVAL_MS`: milliseconds between two progress lines when stderr is not a
+/// terminal (0: at every step).
+fn progress_interval() -> Result<std::time::Duration> {
+    const VAR: &str = "BAKERY_PROGRESS_INTERVAL_MS";
+    match std::env::var(VAR).ok().filter(|v| !v.trim().is_empty()) {
+        None => Ok(crate::pipeline::progress::DEFAULT_INTERVAL),
+        Some(value) => value
+            .trim()
+            .parse()
+            .map(std::time::Duration::from_millis)
+            .map_err(|_| bad_input(format!("{VAR}={value:?}: expected a number of milliseconds"))),
     }
 }
 
@@ -179,6 +194,24 @@ mod tests {
     #[test]
     fn the_cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `help_expected` makes clap's debug assertions (above) enforce this too.
+    #[test]
+    fn every_argument_of_every_command_has_help_text() {
+        fn walk(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+                let help = arg.get_help().or(arg.get_long_help()).map(|h| h.to_string()).unwrap_or_default();
+                assert!(!help.trim().is_empty(), "{path}: {} has no help text", arg.get_id());
+            }
+            for sub in command.get_subcommands() {
+                assert!(sub.get_about().is_some(), "{path} {} has no about", sub.get_name());
+                walk(sub, &format!("{path} {}", sub.get_name()));
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        walk(&command, "bakery");
     }
 
     #[test]

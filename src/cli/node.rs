@@ -46,6 +46,7 @@ pub enum NodeCommand {
     Status,
     /// Link an extension back to its previous image and refresh
     Rollback {
+        /// The extension to roll back, e.g. kubernetes
         #[arg(value_name = "EXT")]
         extension: String,
     },

@@ -1,5 +1,6 @@
 //! The download cache: content-addressed blobs (`blobs/sha256/ab/abcd…`), the checksum files
-//! they were verified against, and the index of each unpacked archive. A blob enters the cache
+//! they were verified against, the index of each unpacked archive, and the inputs of each image
+//! built (keyed by the image's sha256, so `create` knows an existing image is up to date). A blob enters the cache
 //! only after its digest was checked, by rename, so the cache never holds partial files.
 
 use std::fs::{self, File};
@@ -20,7 +21,7 @@ pub struct Cache {
 impl Cache {
     /// Opens (creating) the cache at `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        for sub in ["blobs/sha256", "checksums", "archives", "tmp"] {
+        for sub in ["blobs/sha256", "checksums", "archives", "images", "tmp"] {
             fs::create_dir_all(root.join(sub))
                 .with_context(|| format!("creating cache directory {}", root.join(sub).display()))?;
         }
@@ -101,6 +102,15 @@ impl Cache {
     pub fn store_archive_index(&self, archive: &Sha256, index: &ArchiveIndex) -> Result<()> {
         let json = serde_json::to_vec(index).expect("an archive index serialises");
         self.store_small(&self.root.join("archives").join(format!("{archive}.json")), &json)
+    }
+
+    /// The inputs recorded for the image with digest `image` (JSON), if any.
+    pub fn image_inputs(&self, image: &Sha256) -> Option<Vec<u8>> {
+        fs::read(self.root.join("images").join(format!("{image}.json"))).ok()
+    }
+
+    pub fn store_image_inputs(&self, image: &Sha256, json: &[u8]) -> Result<()> {
+        self.store_small(&self.root.join("images").join(format!("{image}.json")), json)
     }
 
     fn store_small(&self, dest: &Path, bytes: &[u8]) -> Result<()> {

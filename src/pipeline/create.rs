@@ -1,6 +1,6 @@
 //! `bakery create`: the whole pipeline for one image, from recipe to published file.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -8,14 +8,16 @@ use anyhow::{Context, Result};
 use super::cache::Cache;
 use super::fetch::{self, Progress};
 use super::http::{Http, HttpStatus};
+use super::inputs::{self, Inputs};
 use super::plan::{self, Planned};
+use super::progress::{self, PackProgress};
 use super::publish::{self, Published};
 use super::resolve::{self, Request, Resolved};
 use super::validate::{self, Expect, Finding, ImageView};
 use super::versions::{self, Wanted};
 use crate::config::Settings;
 use crate::error::bad_input;
-use crate::recipe::Recipe;
+use crate::recipe::{RECIPE_FILE, Recipe};
 use crate::squashfs::{self, PackOptions, PackStats};
 use crate::util::{atomic, human_bytes};
 
@@ -29,12 +31,13 @@ pub struct CreateJob {
     pub force: bool,
 }
 
-/// A built and published image.
+/// A built and published image, or one that was up to date.
 #[derive(Clone, Debug)]
 pub struct Built {
     pub resolved: Resolved,
     pub published: Published,
-    pub pack: PackStats,
+    /// `None` when the image was already built from the same inputs (nothing was packed).
+    pub pack: Option<PackStats>,
     pub warnings: Vec<Finding>,
 }
 
@@ -107,12 +110,19 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let resolved = resolve::resolve(source, &recipe, &request, &settings.mirrors)?;
     let dest = job.output.join(&resolved.image);
     publish::prepare_output(&job.output)?;
+    let recipe_yaml = source.file(RECIPE_FILE).unwrap_or_default();
+    let cache = Cache::open(&settings.cache_dir)?;
     if dest.exists() && !job.force {
-        return Err(bad_input(format!("{} already exists (use --force to replace it)", dest.display())));
+        let published = up_to_date(&http, &cache, recipe_yaml, &resolved, &job.output, &dest).await?;
+        tracing::info!(
+            "{} is up to date: built from the same inputs ({:.2} s)",
+            resolved.image,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(Built { resolved, published, pack: None, warnings: Vec::new() });
     }
     tracing::info!("building {} from the {} recipe", resolved.image, resolved.recipe);
 
-    let cache = Cache::open(&settings.cache_dir)?;
     let fetched = match fetch::fetch_all(&http, &cache, &resolved, &Progress::new(settings.progress_bars)).await {
         Ok(fetched) => fetched,
         Err(error) => return Err(explain_missing(settings, &http, &recipe, &resolved, error).await),
@@ -143,15 +153,30 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     // removed even while the packing thread still holds a handle to it.
     let tmp = atomic::temp_beside(&dest)?;
     let mut file = tmp.as_file().try_clone().context("opening the temporary image")?;
+    // Like the temporary image, the progress display belongs to this future: dropped on an
+    // error or an interruption, it clears the bar at once (declared after `tmp`, it goes first).
+    let display = match settings.progress_bars {
+        true => progress::Display::Bar,
+        false => progress::Display::Lines { interval: settings.progress_interval },
+    };
+    let (progress, reporter) = PackProgress::new(display);
     let pack = tokio::task::spawn_blocking({
         let (dest, cache) = (dest.clone(), cache.clone());
         move || {
-            squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file)
+            let first = std::cell::Cell::new(true);
+            let report = |done, total| {
+                if first.replace(false) {
+                    crate::util::failpoint::pause("create:packing");
+                }
+                reporter.update(done, total);
+            };
+            squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file, &report)
                 .with_context(|| format!("packing {}", dest.display()))
         }
     })
     .await
     .context("the packing task panicked")??;
+    progress.finish();
     let pack_time = pack_started.elapsed();
     let published = tokio::task::spawn_blocking({
         let (output, image, force) = (job.output.clone(), resolved.image.clone(), job.force);
@@ -162,6 +187,11 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     })
     .await
     .context("the publishing task panicked")??;
+    let digests = fetched.artifacts.iter().map(|(name, a)| (name.clone(), a.sha256)).collect();
+    let inputs = Inputs::of(&resolved, recipe_yaml, digests, GENERATOR);
+    if let Err(e) = inputs::record(&cache, &published.sha256, &inputs) {
+        tracing::warn!("could not record the inputs of {}: {}", resolved.image, crate::error::describe(&e));
+    }
     tracing::info!(
         "wrote {} ({}, {} compressed in {:.1} s; {:.1} s in all)",
         published.image.display(),
@@ -170,5 +200,42 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
         pack_time.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    Ok(Built { resolved, published, pack, warnings })
+    Ok(Built { resolved, published, pack: Some(pack), warnings })
+}
+
+/// The existing image `dest`, when SHA256SUMS lists it and this cache recorded that it was
+/// built from the same inputs as `resolved` (artifact digests from the cached checksum files:
+/// no request when they are all cached). Otherwise a usage error saying why it stays.
+async fn up_to_date(
+    http: &Http,
+    cache: &Cache,
+    recipe_yaml: &[u8],
+    resolved: &Resolved,
+    output: &Path,
+    dest: &Path,
+) -> Result<Published> {
+    let keep = |why: String| bad_input(format!("{} already exists{why} (use --force to replace it)", dest.display()));
+    let path = dest.to_path_buf();
+    let (sha256, size) =
+        tokio::task::spawn_blocking(move || publish::hash_file(&path)).await.context("the hashing task panicked")??;
+    let sums = publish::read_sums(output)?;
+    if sums.get(&resolved.image) != Some(&sha256) {
+        return Err(keep(format!(" and {} does not list it with its digest", publish::SUMS_FILE)));
+    }
+    let Some(recorded) = inputs::recorded(cache, &sha256) else {
+        return Err(keep(", built before or elsewhere: the cache has no record of its inputs".to_string()));
+    };
+    let (digests, fetched) = inputs::expected_digests(http, cache, resolved)
+        .await
+        .with_context(|| format!("checking whether {} is up to date", resolved.image))?;
+    let current = Inputs::of(resolved, recipe_yaml, digests, GENERATOR);
+    if current != recorded {
+        let differences = current.differences(&recorded);
+        return Err(keep(format!(" and was built from other inputs: {}", differences.join(", "))));
+    }
+    // They match the digests of a build that verified its downloads against them.
+    for (url, bytes) in fetched {
+        cache.store_checksum_file(&url, &bytes)?;
+    }
+    Ok(Published { image: dest.to_path_buf(), sha256, size, sums: output.join(publish::SUMS_FILE) })
 }

@@ -97,6 +97,10 @@ pub struct Markers {
     /// The newest version, pre-releases included (for `--pre`).
     #[serde(default)]
     pub latest: Option<String>,
+    /// GitHub `owner/repo` whose releases `list` shows: every patch, where the markers know only
+    /// the newest of each minor. The markers still answer `latest`, `X.Y` and `list --latest`.
+    #[serde(default)]
+    pub github: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -9,8 +9,9 @@ pub mod read;
 pub mod tables;
 pub mod xattr;
 
+use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufWriter, Cursor, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -49,12 +50,23 @@ pub struct PackStats {
 }
 
 /// Writes the image of `tree` into `out` (an empty file). `blob` maps cached content to its path.
+/// `progress(done, total)` is called on the packing thread each time the writer has read more
+/// file content: `done` of the `total` bytes of every file in the tree, never decreasing.
 pub fn pack(
     tree: &Tree,
     blob: &dyn Fn(&Sha256) -> PathBuf,
     options: &PackOptions,
     out: &mut File,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<PackStats> {
+    let total: u64 = tree
+        .nodes()
+        .map(|(_, node)| match node {
+            Node::File { content, .. } => content.size(),
+            _ => 0,
+        })
+        .sum();
+    let meter = Meter { done: Cell::new(0), total, report: progress };
     let codec = Codec::new(options.compression, BLOCK_SIZE);
     let mut writer = FilesystemWriter::default();
     writer.set_kind(backhand::kind::Kind::new_v4(&parallel::PARALLEL));
@@ -75,14 +87,14 @@ pub fn pack(
             Node::Symlink { .. } => Ok(()),
             Node::File { content, mode, .. } => match content {
                 Content::Blob { sha256, .. } => {
-                    let path = blob(sha256);
-                    sources.push(Source::Path(path.clone()));
-                    writer.push_file_from_path(path, &target, header(mode.0))
+                    let source = Source::Path(blob(sha256));
+                    sources.push(source.clone());
+                    writer.push_file(Counted { source, open: None, meter: &meter }, &target, header(mode.0))
                 }
                 Content::Inline(bytes) => {
-                    let bytes: Arc<[u8]> = Arc::from(bytes.as_slice());
-                    sources.push(Source::Bytes(bytes.clone()));
-                    writer.push_file(Cursor::new(bytes), &target, header(mode.0))
+                    let source = Source::Bytes(Arc::from(bytes.as_slice()));
+                    sources.push(source.clone());
+                    writer.push_file(Counted { source, open: None, meter: &meter }, &target, header(mode.0))
                 }
             },
         };
@@ -100,6 +112,44 @@ pub fn pack(
     let bytes = out.seek(SeekFrom::End(0))?;
     tracing::debug!("packed {bytes} bytes; {} blocks compressed ahead, {} inline", blocks.predicted, blocks.inline);
     Ok(PackStats { bytes, blocks })
+}
+
+/// File content read so far, reported as it grows.
+struct Meter<'a> {
+    done: Cell<u64>,
+    total: u64,
+    report: &'a dyn Fn(u64, u64),
+}
+
+/// A file's content for backhand's writer, opened on its first read (so one file descriptor is
+/// open at a time, as with `push_file_from_path`) and counted into the [`Meter`].
+struct Counted<'a> {
+    source: Source,
+    open: Option<Box<dyn Read>>,
+    meter: &'a Meter<'a>,
+}
+
+impl Read for Counted<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let reader = match &mut self.open {
+            Some(reader) => reader,
+            None => self.open.insert(match &self.source {
+                Source::Path(path) => Box::new(
+                    File::open(path)
+                        .map_err(|e| std::io::Error::new(e.kind(), format!("opening {}: {e}", path.display())))?,
+                ),
+                Source::Bytes(bytes) => Box::new(std::io::Cursor::new(bytes.clone())),
+            }),
+        };
+        let n = reader.read(buf)?;
+        if n > 0 {
+            let meter = self.meter;
+            let done = (meter.done.get() + n as u64).min(meter.total);
+            meter.done.set(done);
+            (meter.report)(done, meter.total);
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -128,8 +178,8 @@ mod tests {
     }
 
     /// Packs a tree with multi-block files, a hole, fragments, a symlink and an xattr, then reads
-    /// it back with backhand: contents, modes and times survive, and every data block was
-    /// compressed ahead by the workers.
+    /// it back with backhand: contents, modes and times survive, every data block was
+    /// compressed ahead by the workers, and progress counted every byte of content once.
     #[test]
     fn packed_trees_read_back_and_data_blocks_are_compressed_ahead() {
         let block = BLOCK_SIZE as usize;
@@ -150,7 +200,15 @@ mod tests {
 
         let mut out = tempfile::tempfile().unwrap();
         let options = PackOptions { compression: Compression::Gzip, mtime: 1234, threads: 2 };
-        let stats = pack(&tree, &|_| unreachable!("no blobs"), &options, &mut out).unwrap();
+        let reports = std::cell::RefCell::new(Vec::new());
+        let stats =
+            pack(&tree, &|_| unreachable!("no blobs"), &options, &mut out, &|d, t| reports.borrow_mut().push((d, t)))
+                .unwrap();
+        let reports = reports.into_inner();
+        let total = (big.len() + holey.len() + small.len() + b"ID=_any\n".len()) as u64;
+        assert!(reports.iter().all(|(_, t)| *t == total), "{reports:?}");
+        assert!(reports.windows(2).all(|w| w[0].0 < w[1].0), "progress grows at every report: {reports:?}");
+        assert_eq!(reports.last(), Some(&(total, total)), "and ends at the total");
         assert_eq!(stats.blocks.predicted, 3 + 2, "every data block came from the workers");
         assert_eq!(stats.bytes % 4096, 0, "padded to 4 KiB");
 

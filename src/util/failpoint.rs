@@ -11,6 +11,8 @@ use std::sync::OnceLock;
 
 /// Every point, in the order a run passes them; tests loop over these.
 pub const POINTS: &[&str] = &[
+    // create: packing is about to report its first progress; the temporary image is incomplete
+    "create:packing",
     // create: the temporary image is packed, nothing is published yet
     "create:packed",
     // publish (create): the output directory's lock is held

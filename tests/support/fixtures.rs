@@ -229,3 +229,18 @@ pub fn kubernetes_markers(server: &Server, stable: &[&str], latest: &str) {
 pub fn github_api_mirror(server: &Server) -> Vec<String> {
     vec!["--mirror".into(), server.mirror_for("https://api.github.com")]
 }
+
+/// kubernetes/kubernetes releases as GitHub lists them (newest first): every patch up to the
+/// newest of each minor in `stable` (`v1.32.3` → `v1.32.3` … `v1.32.0`), the pre-release
+/// `prerelease` on top and a draft below it, in pages of 10. Returns the server paths of the pages.
+pub fn kubernetes_releases(server: &Server, stable: &[&str], prerelease: &str) -> Vec<String> {
+    let mut tags = vec![(prerelease.to_string(), true, false), ("v1.99.0".to_string(), false, true)];
+    for newest in stable {
+        let (minor, patch) = newest.rsplit_once('.').unwrap();
+        for patch in (0..=patch.parse::<u32>().unwrap()).rev() {
+            tags.push((format!("{minor}.{patch}"), false, false));
+        }
+    }
+    let releases: Vec<GhRelease> = tags.iter().map(|(t, p, d)| (t.as_str(), *p, *d)).collect();
+    github_releases(server, "kubernetes/kubernetes", &releases, 10)
+}

@@ -11,7 +11,7 @@ use crate::pipeline::render::Renderer;
 use crate::recipe::{Markers, VersionSpec};
 
 /// How far `list` walks down the minors at most.
-const MAX_MINORS: u64 = 100;
+const MAX_MINORS: u64 = 101;
 
 /// The newest stable version.
 pub async fn stable(
@@ -54,21 +54,35 @@ pub async fn list(
     subject: &str,
     markers: &Markers,
 ) -> Result<Vec<Release>> {
-    let newest = stable(http, mirrors, spec, subject, markers).await?;
-    let top = minor_of(spec, newest.as_str()).ok_or_else(|| anyhow!("{}: {newest} has no minor", markers.stable))?;
-    let mut releases = Vec::new();
-    for step in 0..=top.minor.min(MAX_MINORS) {
-        let wanted = Minor { major: top.major, minor: top.minor - step };
-        match minor(http, mirrors, spec, subject, markers, wanted).await? {
-            Some(version) => releases.push(Release { version: version.to_string(), prerelease: false }),
-            None => break,
-        }
-    }
+    let mut releases = newest_patches(http, mirrors, spec, subject, markers, MAX_MINORS).await?;
     if let Some(latest) = &markers.latest
         && let Some(version) = read(http, mirrors, spec, subject, latest).await?
     {
         let prerelease = looks_prerelease(spec, version.as_str());
         releases.push(Release { version: version.to_string(), prerelease });
+    }
+    Ok(releases)
+}
+
+/// The newest stable patch of each of the `count` newest minors, newest first: the stable
+/// marker names the newest minor, then the minor markers walk down until one is missing.
+pub async fn newest_patches(
+    http: &Http,
+    mirrors: &Mirrors,
+    spec: &VersionSpec,
+    subject: &str,
+    markers: &Markers,
+    count: u64,
+) -> Result<Vec<Release>> {
+    let newest = stable(http, mirrors, spec, subject, markers).await?;
+    let top = minor_of(spec, newest.as_str()).ok_or_else(|| anyhow!("{}: {newest} has no minor", markers.stable))?;
+    let mut releases = Vec::new();
+    for step in 0..count.min(top.minor + 1) {
+        let wanted = Minor { major: top.major, minor: top.minor - step };
+        match minor(http, mirrors, spec, subject, markers, wanted).await? {
+            Some(version) => releases.push(Release { version: version.to_string(), prerelease: false }),
+            None => break,
+        }
     }
     Ok(releases)
 }

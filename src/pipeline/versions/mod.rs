@@ -14,7 +14,7 @@ use super::http::Http;
 use crate::error::bad_input;
 use crate::model::version::compare;
 use crate::model::{ExtVersion, Mirrors};
-use crate::recipe::{VersionScheme, VersionSource, VersionSpec};
+use crate::recipe::{Markers, VersionScheme, VersionSource, VersionSpec};
 
 /// One upstream version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -122,20 +122,13 @@ pub fn sort_newest_first(releases: &mut Vec<Release>) {
     releases.dedup_by(|a, b| a.version == b.version);
 }
 
-/// Every upstream version the source lists, newest first, pre-releases marked.
+/// Every upstream version the source lists, newest first, pre-releases marked. Marker files
+/// with a GitHub repository list that repository's releases (the markers know one patch a minor).
 pub async fn list(http: &Http, mirrors: &Mirrors, spec: &VersionSpec, subject: &str) -> Result<Vec<Release>> {
     let source = spec.source.as_ref().ok_or_else(|| no_source(subject))?;
     let mut releases = match source {
-        VersionSource::Github(repo) => {
-            let mut releases = Vec::new();
-            for (tag, prerelease) in github::releases(http, mirrors, repo).await? {
-                // Tags of other things in the same repository (api/v1.8.0) do not parse.
-                if exact(spec, subject, &tag).is_ok() {
-                    let prerelease = prerelease || looks_prerelease(spec, &tag);
-                    releases.push(Release { version: tag, prerelease });
-                }
-            }
-            releases
+        VersionSource::Github(repo) | VersionSource::Markers(Markers { github: Some(repo), .. }) => {
+            github_list(http, mirrors, spec, subject, repo).await?
         }
         VersionSource::Markers(markers) => markers::list(http, mirrors, spec, subject, markers).await?,
         VersionSource::List(list) => list
@@ -150,6 +143,43 @@ pub async fn list(http: &Http, mirrors: &Mirrors, spec: &VersionSpec, subject: &
     Ok(releases)
 }
 
+/// The releases of GitHub `repo` whose tags are versions of `spec`.
+async fn github_list(
+    http: &Http,
+    mirrors: &Mirrors,
+    spec: &VersionSpec,
+    subject: &str,
+    repo: &str,
+) -> Result<Vec<Release>> {
+    let mut releases = Vec::new();
+    for (tag, prerelease) in github::releases(http, mirrors, repo).await? {
+        // Tags of other things in the same repository (api/v1.8.0) do not parse.
+        if exact(spec, subject, &tag).is_ok() {
+            let prerelease = prerelease || looks_prerelease(spec, &tag);
+            releases.push(Release { version: tag, prerelease });
+        }
+    }
+    Ok(releases)
+}
+
+/// The newest stable release of each of the `count` newest minors, newest first: from the
+/// marker files when the source has them (one small file a minor), else from the whole list.
+pub async fn newest_per_minor(
+    http: &Http,
+    mirrors: &Mirrors,
+    spec: &VersionSpec,
+    subject: &str,
+    count: usize,
+) -> Result<Vec<(Minor, Release)>> {
+    let releases = match spec.source.as_ref() {
+        Some(VersionSource::Markers(markers)) => {
+            markers::newest_patches(http, mirrors, spec, subject, markers, count as u64).await?
+        }
+        _ => list(http, mirrors, spec, subject).await?,
+    };
+    Ok(latest_per_minor(spec, &releases, count))
+}
+
 /// Whether `version` exists by the source's own account: `Some(false)` only when the source
 /// says it does not (a complete list without it, or a minor marker naming an older newest
 /// patch), `None` when the source cannot tell (a marker cannot list the older patches).
@@ -161,7 +191,9 @@ pub async fn exists(
     version: &str,
 ) -> Result<Option<bool>> {
     let Some(source) = spec.source.as_ref() else { return Ok(None) };
-    if let VersionSource::Markers(markers) = source {
+    if let VersionSource::Markers(markers) = source
+        && markers.github.is_none()
+    {
         let Some(minor) = minor_of(spec, version) else { return Ok(Some(false)) };
         return Ok(match markers::minor(http, mirrors, spec, subject, markers, minor).await? {
             None => Some(false),
@@ -191,8 +223,8 @@ pub async fn pick(
             Wanted::Minor(minor) => match markers::minor(http, mirrors, spec, subject, markers, *minor).await? {
                 Some(version) => Ok(version),
                 None => {
-                    let releases = list(http, mirrors, spec, subject).await?;
-                    Err(unknown_minor(subject, *minor, spec, &releases))
+                    let newest = newest_per_minor(http, mirrors, spec, subject, 6).await?;
+                    Err(unknown_minor(subject, *minor, &newest))
                 }
             },
             _ => markers::stable(http, mirrors, spec, subject, markers).await,
@@ -206,7 +238,7 @@ pub async fn pick(
     };
     match (found, wanted) {
         (Some(release), _) => exact(spec, subject, &release.version),
-        (None, Wanted::Minor(minor)) => Err(unknown_minor(subject, *minor, spec, &releases)),
+        (None, Wanted::Minor(minor)) => Err(unknown_minor(subject, *minor, &latest_per_minor(spec, &releases, 6))),
         (None, _) => Err(bad_input(format!("{subject}: the version source lists no stable version"))),
     }
 }
@@ -215,8 +247,8 @@ fn no_source(subject: &str) -> anyhow::Error {
     bad_input(format!("{subject} has no version source in its recipe: give an exact version"))
 }
 
-fn unknown_minor(subject: &str, minor: Minor, spec: &VersionSpec, releases: &[Release]) -> anyhow::Error {
-    let minors: Vec<String> = latest_per_minor(spec, releases, 6).iter().map(|(m, _)| m.to_string()).collect();
+fn unknown_minor(subject: &str, minor: Minor, newest: &[(Minor, Release)]) -> anyhow::Error {
+    let minors: Vec<String> = newest.iter().map(|(m, _)| m.to_string()).collect();
     bad_input(format!("{subject} has no stable release {minor} upstream (newest minors: {})", minors.join(", ")))
 }
 

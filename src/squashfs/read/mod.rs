@@ -449,7 +449,7 @@ mod tests {
         tree.add(path("usr/bin/long"), Node::Symlink { target: long.clone() }, "test").unwrap();
         let mut out = tempfile::NamedTempFile::new().unwrap();
         let options = PackOptions { compression: Compression::Zstd, mtime: 0, threads: 2 };
-        pack(&tree, &|_| unreachable!("no blobs"), &options, out.as_file_mut()).unwrap();
+        pack(&tree, &|_| unreachable!("no blobs"), &options, out.as_file_mut(), &|_, _| {}).unwrap();
         let verified = verify(out.path(), &Limits::default(), &|_| None).unwrap();
         let listed: Vec<(&str, u16, &Kind)> =
             verified.entries.iter().map(|e| (e.path.as_str(), e.mode, &e.kind)).collect();
