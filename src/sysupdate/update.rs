@@ -3,7 +3,7 @@
 //! says `Verify=yes`), pick the newest matching image in systemd's version order (never older
 //! than one installed), download it verified next to its target with `Mode=`, check it with the
 //! strict image reader (which systemd-sysupdate does not have), rename it into place, flip a relative `CurrentSymlink` by rename, and keep at most `InstancesMax` images, as
-//! the real systemd-sysupdate 257 does (tests/sysupdate.rs compares them).
+//! the real systemd-sysupdate 257 does (tests/it/sysupdate.rs compares them).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -7,13 +7,12 @@
 //! for every image bakery accepts, what it lists (paths, types, modes, sizes, link targets and
 //! the sha256 of every file) must equal what the real `unsquashfs` extracts.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
 use support::{Server, bakery, run};
 

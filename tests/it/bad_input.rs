@@ -1,10 +1,9 @@
 //! Bad input exits 2 with a message that says what is wrong, and makes no download.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support;
 use support::fixtures::{default_cni_version, mirror_args, payload, sha256_hex, tgz, tgz_with_symlink};
 use support::{Run, Server, bakery, run};
 

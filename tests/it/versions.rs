@@ -3,10 +3,9 @@
 //! pages (JSON arrays linked by `Link: rel="next"` headers naming api.github.com, which bakery's
 //! mirror rewrites).
 
-mod support;
-
 use std::path::Path;
 
+use crate::support;
 use support::fixtures::{
     GhRelease, Upstream, default_cni_version, github_api_mirror, github_releases, kubernetes_markers,
     kubernetes_releases, mirror_args,

@@ -4,13 +4,12 @@
 //! kills it there). After every kill, each `SHA256SUMS` line names a present image with that
 //! digest, and the next run lists every image, re-signs and removes what the killed run left.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use bakery::model::sums::Sha256Sums;
+use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
 use support::gpg::{EMAIL, Keyring};
 use support::{Run, Server, bakery, dir_names, run, upstreams};

@@ -3,16 +3,19 @@
 //! a name through the resolver in resolv.conf (a tiny DNS server of the test's on 127.0.0.1:53),
 //! talks HTTP to the test server and builds an image the real unsquashfs reads.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support;
 use support::dns::Dns;
 use support::fixtures::{Upstream, default_cni_version, kubernetes_markers};
 use support::{Server, root_or_skip, run};
 
+/// The suite's bakery when scripts/test built it static, else one built by scripts/build-static.
 fn static_binary() -> PathBuf {
+    if let Some(exe) = support::built_static() {
+        return exe;
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let built = run(Command::new(root.join("scripts/build-static")).arg("--dev").current_dir(&root)).expect_code(0);
     let (digest, path) = built.stdout.trim().split_once("  ").expect("build-static prints <sha256>  <path>");

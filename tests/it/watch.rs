@@ -5,8 +5,6 @@
 //! over HTTP; the last test runs it as the shipped systemd unit on a real systemd in a container.
 //! These tests need root; elsewhere they say why they skip.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use crate::support;
 use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::kube_api::{KubeApi, View};

@@ -1,7 +1,6 @@
 //! The command line itself: help and version.
 
-mod support;
-
+use crate::support;
 use support::{bakery, run};
 
 #[test]
@@ -154,7 +153,7 @@ fn check_committed(path: &std::path::Path, generated: &str) {
     let committed = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         committed == generated,
-        "{} is stale: regenerate it (BAKERY_UPDATE_GOLDEN=1 cargo test --test cli)",
+        "{} is stale: regenerate it (BAKERY_UPDATE_GOLDEN=1 cargo test --test it cli::)",
         path.display()
     );
 }

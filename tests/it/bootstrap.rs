@@ -4,13 +4,12 @@
 //! test components installed, re-run (nothing changes), upgraded (only what changed), and a
 //! failing script resumed.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde_json::Value;
+use crate::support;
 use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::fixtures::sha256_hex;

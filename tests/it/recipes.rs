@@ -3,11 +3,10 @@
 //! binaries plus its rendered files (compared with golden files under tests/golden/recipes/),
 //! and merges with the real systemd-sysext.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args};
 use support::golden::assert_golden;
 use support::upstreams::{self, Installed};

@@ -1,10 +1,9 @@
 //! `bakery inspect` reads images back: bakery's own, and images made by the real mksquashfs.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args};
 use support::{Server, bakery, run};
 

@@ -31,6 +31,16 @@ pub fn bakery(home: &Path) -> Command {
     command
 }
 
+/// The suite's own `bakery` when it is statically linked: scripts/test builds the suite with
+/// `+crt-static` on x86-64, so the static-binary and container-image tests reuse it instead of
+/// compiling everything a second time with scripts/build-static.
+pub fn built_static() -> Option<PathBuf> {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
+    let ldd = Command::new("ldd").arg(&exe).output().ok()?;
+    let text = String::from_utf8_lossy(&ldd.stdout).into_owned() + &String::from_utf8_lossy(&ldd.stderr);
+    (!text.contains("=>")).then_some(exe)
+}
+
 /// Runs a command, returning its output (stdout and stderr as text) and exit code.
 pub fn run(command: &mut Command) -> Run {
     let output: Output = command.output().expect("running a command");

@@ -6,12 +6,11 @@
 //! `sysupdate::update` (read the transfer file, fetch SHA256SUMS and its signature, pick the
 //! newest match in systemd's version order, download, verify, place, link).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args};
 use support::golden::assert_golden;
 use support::gpg::{EMAIL, Keyring};

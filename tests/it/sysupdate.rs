@@ -4,10 +4,9 @@
 //! node only (elsewhere they say why they skip; in CI a skip is a failure). Also `bakery node
 //! update --root` with hostile and unsupported transfer files, on a temporary root.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support;
 use support::container::{Bind, Container, Systemd};
 use support::demo::Demo;
 use support::gpg::{EMAIL, Keyring};

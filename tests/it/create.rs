@@ -2,10 +2,9 @@
 //! 127.0.0.1 (through `--mirror`), and the image is checked by the real `unsquashfs` and merged
 //! by the real `systemd-sysext`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::support;
 use support::fixtures::{CNI_PLUGINS, Upstream, default_cni_version, kubernetes_markers, mirror_args, sha256_hex};
 use support::{Run, Server, bakery, dir_names, extract, fake_root, list_image, root_or_skip, run, sysext_merged};
 

@@ -2,10 +2,9 @@
 //! bakery's binary and the test's images bound in, a demo extension whose service prints its
 //! version. These tests need root (namespaces, loop devices); elsewhere they say why they skip.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support;
 use support::Run;
 use support::container::{Bind, Container, Systemd};
 use support::demo::Demo;

@@ -12,11 +12,10 @@
 //! removes, and /var/lib is read-only in podman's private mount namespace so the blob-info cache
 //! stays in memory: the test leaves nothing behind.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
 use support::gpg::{EMAIL, UID};
 use support::{Run, Server, root_or_skip, run};
@@ -123,11 +122,16 @@ fn volume(host: &Path, container: &str) -> String {
     format!("{}:{container}", host.display())
 }
 
-/// `scripts/build-image --dev ARCHIVE`, which prints the archive's sha256 and path.
+/// `scripts/build-image --binary BAKERY ARCHIVE` with the suite's bakery when it is static (else
+/// `--dev`, which builds one), which prints the archive's sha256 and path.
 fn build_image(archive: &Path) {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let built =
-        run(Command::new(repo.join("scripts/build-image")).arg("--dev").arg(archive).current_dir(&repo)).expect_code(0);
+    let mut command = Command::new(repo.join("scripts/build-image"));
+    match support::built_static() {
+        Some(exe) => command.arg("--binary").arg(exe),
+        None => command.arg("--dev"),
+    };
+    let built = run(command.arg(archive).current_dir(&repo)).expect_code(0);
     let (digest, path) = built.stdout.trim().split_once("  ").expect("build-image prints <sha256>  <path>");
     assert_eq!(Path::new(path), archive, "{}", built.stdout);
     let bytes = std::fs::read(archive).unwrap();

@@ -2,14 +2,13 @@
 //! end, signals during rendering, and stdout closed under a command. Each ends quickly, with a
 //! message naming the file or URL and the limit, and leaves nothing behind.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::support;
 use support::fixtures::{payload, sha256_hex};
 use support::server::NotTls;
 use support::{Run, Server, bakery};
