@@ -7,9 +7,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::support;
 use base64::Engine;
 use serde_json::Value;
-use crate::support;
 use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::fixtures::sha256_hex;

@@ -3,6 +3,7 @@
 //! user would. One binary links the library once instead of once per file; run one module with
 //! `cargo test --test it create::`.
 
+#[macro_use]
 mod support;
 
 mod bad_input;

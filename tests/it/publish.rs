@@ -8,8 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use bakery::model::sums::Sha256Sums;
 use crate::support;
+use bakery::model::sums::Sha256Sums;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
 use support::gpg::{EMAIL, Keyring};
 use support::{Run, Server, bakery, dir_names, run, upstreams};

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use base64::Engine;
 use crate::support;
+use base64::Engine;
 use support::fixtures::{Upstream, default_cni_version, mirror_args};
 use support::golden::assert_golden;
 use support::gpg::{EMAIL, Keyring};

@@ -11,8 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use crate::support;
+use serde_json::{Value, json};
 use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::kube_api::{KubeApi, View};

@@ -184,7 +184,6 @@ pub fn accept_connections<S: Send + Sync + 'static>(
 
 /// Runs each node scenario `fn NAME(Systemd)` as two tests, `NAME::systemd_252` and
 /// `NAME::systemd_257`, each skipping (failing in CI) when its node cannot boot here.
-#[macro_export]
 macro_rules! on_both_systemds {
     ($($name:ident),* $(,)?) => {
         $(
