@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::cache::Cache;
 use super::fetch::{self, Progress};
-use super::http::{Http, HttpStatus};
+use super::http::Http;
 use super::inputs::{self, Inputs};
 use super::plan::{self, Planned};
 use super::progress::{self, PackProgress};
@@ -84,7 +84,7 @@ async fn explain_missing(
     resolved: &Resolved,
     error: anyhow::Error,
 ) -> anyhow::Error {
-    let missing = HttpStatus::find(&error).is_some_and(|s| s.status == 404);
+    let missing = fetch::AllNotFound::is_missing(&error);
     if !missing {
         return error;
     }

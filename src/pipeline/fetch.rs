@@ -110,8 +110,10 @@ fn failures(mut errors: Vec<anyhow::Error>, total: usize) -> anyhow::Error {
         for error in &errors {
             text.push_str(&format!("\n  {}", crate::error::describe(error)));
         }
+        let all_missing = errors.iter().all(|e| HttpStatus::find(e).is_some_and(|s| s.status == 404));
         match (bad, permanent) {
             (true, _) => crate::error::bad_input(text),
+            (false, true) if all_missing => crate::error::permanent(AllNotFound(text)),
             (false, true) => crate::error::permanent(anyhow!(text)),
             (false, false) => crate::error::transient(anyhow!(text)),
         }
@@ -120,6 +122,19 @@ fn failures(mut errors: Vec<anyhow::Error>, total: usize) -> anyhow::Error {
         return error;
     }
     error.context(Advice(advice.into_iter().map(str::to_string).collect()))
+}
+
+/// Several downloads failed, every one with 404: as one 404 does, this may mean the version does
+/// not exist upstream (the caller asks the version source).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AllNotFound(String);
+
+impl AllNotFound {
+    /// Whether `error` is a 404, or several downloads that all got one.
+    pub fn is_missing(error: &anyhow::Error) -> bool {
+        HttpStatus::find(error).is_some_and(|s| s.status == 404) || error.chain().any(|c| c.is::<AllNotFound>())
+    }
 }
 
 /// What to try about one failed download, when bakery knows.

@@ -187,7 +187,11 @@ pub fn resolve(source: &RecipeSource, recipe: &Recipe, request: &Request, mirror
         };
         artifacts.push(ResolvedArtifact { name: artifact.name.clone(), url, fetch_url, checksum, install });
     }
-    mirrors.warn_unused(&artifacts.iter().flat_map(ResolvedArtifact::upstream_urls).collect::<Vec<_>>());
+    // the version source counts: `latest`, `1.32` and a missing version's nearest ones are looked up
+    let sources = super::versions::source_urls(&recipe.version);
+    let mut upstreams: Vec<&str> = artifacts.iter().flat_map(ResolvedArtifact::upstream_urls).collect();
+    upstreams.extend(sources.iter().map(String::as_str));
+    mirrors.warn_unused(&upstreams);
 
     let mut files = Vec::new();
     for (dir, specs) in [(FILES_DIR, &recipe.files), (TEMPLATES_DIR, &recipe.templates)] {

@@ -275,6 +275,8 @@ fn versions_that_do_not_exist_upstream_name_the_nearest() {
         failed.stderr
     );
     assert!(!dir.path().join("out").exists() || support::dir_names(&dir.path().join("out")).is_empty());
+    // the GitHub mirror rule serves the version lookup: it is not an unused rule
+    assert!(!failed.stderr.contains("matches no URL"), "{}", failed.stderr);
 
     let failed =
         bakery_at(dir.path(), &server, &["create", "kubernetes", "1.99", "x86-64", "-o", "out"]).expect_code(2);

@@ -20,9 +20,14 @@ struct ApiRelease {
     prerelease: bool,
 }
 
+/// The first page of `repo`'s releases (`owner/name`).
+pub fn releases_url(repo: &str) -> String {
+    format!("https://api.github.com/repos/{repo}/releases?per_page=100")
+}
+
 /// `(tag, prerelease)` of every published release of `repo` (`owner/name`).
 pub async fn releases(http: &Http, mirrors: &Mirrors, repo: &str) -> Result<Vec<(String, bool)>> {
-    let mut url = format!("https://api.github.com/repos/{repo}/releases?per_page=100");
+    let mut url = releases_url(repo);
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for _ in 0..MAX_PAGES {

@@ -206,6 +206,21 @@ pub async fn exists(
     Ok(Some(releases.iter().any(|r| r.version == version)))
 }
 
+/// The upstream URLs `spec`'s version source may read (marker templates unrendered): a
+/// version lookup goes through the same mirror rules as the downloads.
+pub fn source_urls(spec: &VersionSpec) -> Vec<String> {
+    match &spec.source {
+        Some(VersionSource::Github(repo)) => vec![github::releases_url(repo)],
+        Some(VersionSource::Markers(markers)) => {
+            let mut urls = vec![markers.stable.clone(), markers.minor.clone()];
+            urls.extend(markers.latest.clone());
+            urls.extend(markers.github.as_deref().map(github::releases_url));
+            urls
+        }
+        Some(VersionSource::List(_)) | None => Vec::new(),
+    }
+}
+
 /// The exact version `wanted` means, looked up in the source when it is not exact.
 pub async fn pick(
     http: &Http,
