@@ -10,8 +10,12 @@
 //! else on a Node: no cordon, no uncordon.
 
 pub mod crd;
+pub mod decide;
 pub mod selector;
+pub mod view;
 pub mod window;
 
 #[allow(unused_imports)] // (until the controller loop uses them)
 pub use crd::{ExtensionRollout, ExtensionRolloutSpec, ExtensionRolloutStatus, Phase, RolloutWindow};
+#[allow(unused_imports)]
+pub use decide::{Decision, NodeView, Start, decide};
