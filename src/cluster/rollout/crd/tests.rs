@@ -268,3 +268,146 @@ fn check_names_every_field_at_fault() {
     let bad_version = ExtensionRolloutSpec { extension: "k".into(), version: "v1/../x".into(), ..Default::default() };
     assert!(bad_version.check().unwrap_err()[0].starts_with("spec.version: malformed version"));
 }
+
+/// Every document of a manifest file.
+fn documents(relative: &str) -> Vec<Value> {
+    read(relative)
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{relative}: {e}")))
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+/// (verb, group:resource) of every rule.
+fn grants(role: &Value) -> std::collections::BTreeSet<(String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for resource in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    let (group, resource) = (group.as_str().unwrap(), resource.as_str().unwrap());
+                    let what = if group.is_empty() { resource.to_string() } else { format!("{group}:{resource}") };
+                    out.insert((verb.as_str().unwrap().to_string(), what));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn set(pairs: &[(&str, &str)]) -> std::collections::BTreeSet<(String, String)> {
+    pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+/// The controller's manifests fit together: its account is bound to exactly the rights it
+/// needs (Nodes patched, never their status; rollouts read, their status written; a Lease in
+/// its namespace; Events), and the Deployment runs two replicas of `bakery rollout controller`
+/// under that account with the leader-election environment.
+#[test]
+fn the_controller_manifests_fit_together() {
+    let rbac = documents("deploy/rollout-rbac.yaml");
+    let controller = documents("deploy/controller.yaml");
+    let namespace = "bakery-system";
+    assert_eq!(of_kind(&controller, "Namespace")[0]["metadata"]["name"], namespace);
+
+    let account = of_kind(&rbac, "ServiceAccount")[0];
+    assert_eq!(account["metadata"]["namespace"], namespace);
+    let account = account["metadata"]["name"].as_str().unwrap();
+
+    let cluster_role = of_kind(&rbac, "ClusterRole")[0];
+    assert_eq!(
+        grants(cluster_role),
+        set(&[
+            ("get", "nodes"),
+            ("list", "nodes"),
+            ("watch", "nodes"),
+            ("patch", "nodes"),
+            ("get", "bakery.dev:extensionrollouts"),
+            ("list", "bakery.dev:extensionrollouts"),
+            ("watch", "bakery.dev:extensionrollouts"),
+            ("get", "bakery.dev:extensionrollouts/status"),
+            ("patch", "bakery.dev:extensionrollouts/status"),
+            ("update", "bakery.dev:extensionrollouts/status"),
+            ("create", "events.k8s.io:events"),
+        ])
+    );
+    let role = of_kind(&rbac, "Role")[0];
+    assert_eq!(role["metadata"]["namespace"], namespace);
+    assert_eq!(
+        grants(role),
+        set(&[
+            ("create", "coordination.k8s.io:leases"),
+            ("get", "coordination.k8s.io:leases"),
+            ("update", "coordination.k8s.io:leases")
+        ])
+    );
+    for (binding, role_kind, role) in [
+        (of_kind(&rbac, "ClusterRoleBinding")[0], "ClusterRole", cluster_role),
+        (of_kind(&rbac, "RoleBinding")[0], "Role", role),
+    ] {
+        assert_eq!(binding["roleRef"]["kind"], role_kind);
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(binding["subjects"], json!([{"kind": "ServiceAccount", "name": account, "namespace": namespace}]));
+    }
+
+    let deployment = of_kind(&controller, "Deployment")[0];
+    assert_eq!(deployment["metadata"]["namespace"], namespace);
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], account);
+    assert_eq!(
+        deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"],
+        deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["args"], json!(["rollout", "controller"]));
+    let env: BTreeMap<&str, &Value> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), &e["valueFrom"]["fieldRef"]["fieldPath"]))
+        .collect();
+    assert_eq!(env["POD_NAME"], "metadata.name");
+    assert_eq!(env["POD_NAMESPACE"], "metadata.namespace");
+}
+
+/// kubectl's own decoder reads every manifest under deploy/ without a server (`annotate
+/// --local`; `apply --dry-run=client` needs the server's discovery, so it cannot run here).
+#[test]
+fn kubectl_reads_every_manifest_offline() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let out = std::process::Command::new("kubectl")
+        .args(["annotate", "--local", "-o", "name", "-f"])
+        .arg(&dir)
+        .arg("bakery.dev/checked=true")
+        .env("KUBECONFIG", "/dev/null")
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "kubectl cannot run in CI: {e}");
+            eprintln!("skipping kubectl_reads_every_manifest_offline: kubectl: {e}");
+            return;
+        }
+    };
+    assert!(out.status.success(), "kubectl: {}", String::from_utf8_lossy(&out.stderr));
+    let names: std::collections::BTreeSet<String> =
+        String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+    for expected in [
+        "customresourcedefinition.apiextensions.k8s.io/extensionrollouts.bakery.dev",
+        "namespace/bakery-system",
+        "deployment.apps/bakery-rollout-controller",
+        "serviceaccount/bakery-rollout-controller",
+        "clusterrole.rbac.authorization.k8s.io/bakery-rollout-controller",
+        "clusterrolebinding.rbac.authorization.k8s.io/bakery-rollout-controller",
+        "role.rbac.authorization.k8s.io/bakery-rollout-controller-leader",
+        "rolebinding.rbac.authorization.k8s.io/bakery-rollout-controller-leader",
+        "clusterrole.rbac.authorization.k8s.io/bakery-node-agent",
+    ] {
+        assert!(names.contains(expected), "{expected} missing from {names:?}");
+    }
+}
