@@ -84,9 +84,17 @@ enum Class {
     },
 }
 
+/// The extension's annotation keys on a Node.
+struct Keys {
+    target: String,
+    status: String,
+}
+
 /// One selected Node, classed.
 struct Seen<'a> {
     node: &'a NodeView,
+    /// Its `target.bakery.dev/<ext>`.
+    target: Option<&'a str>,
     class: Class,
     unavailable: bool,
 }
@@ -122,7 +130,8 @@ pub fn decide(rollout: &ExtensionRollout, nodes: &[NodeView], others: &[Extensio
         nodes.iter().filter(|n| !n.deleting && spec.selector.matches(&n.labels)).collect();
     selected.sort_by(|a, b| a.name.cmp(&b.name));
     selected.dedup_by(|a, b| a.name == b.name);
-    let seen: Vec<Seen> = selected.iter().map(|n| classify(n, &spec, now)).collect();
+    let keys = Keys { target: format!("{TARGET}{ext}"), status: format!("{STATUS}{ext}") };
+    let seen: Vec<Seen> = selected.iter().map(|n| classify(n, &spec, &keys, now)).collect();
 
     let count = |f: fn(&Class) -> bool| seen.iter().filter(|s| f(&s.class)).count();
     let updated = count(|c| matches!(c, Class::Updated));
@@ -197,7 +206,7 @@ pub fn decide(rollout: &ExtensionRollout, nodes: &[NodeView], others: &[Extensio
         window_open,
         startable: startable.len(),
         started: start.len(),
-        has_target: seen.iter().any(|s| s.node.annotation(&format!("{TARGET}{ext}")).is_some()),
+        has_target: seen.iter().any(|s| s.target.is_some()),
         halted,
         conflict: conflict.clone(),
         failed_names: failed_nodes.iter().take(5).map(|f| format!("{} ({})", f.name, f.state)).collect(),
@@ -329,11 +338,11 @@ fn verdict(t: &Tally, now: Timestamp) -> Verdict {
 }
 
 /// How one selected Node stands for `spec`.
-fn classify<'a>(node: &'a NodeView, spec: &ValidSpec, now: Timestamp) -> Seen<'a> {
+fn classify<'a>(node: &'a NodeView, spec: &ValidSpec, keys: &Keys, now: Timestamp) -> Seen<'a> {
     let ext = spec.extension.as_str();
     let version = spec.version.as_str();
-    let target = node.annotation(&format!("{TARGET}{ext}"));
-    let status = node.annotation(&format!("{STATUS}{ext}"));
+    let target = node.annotation(&keys.target);
+    let status = node.annotation(&keys.status);
     // when the Node is (or will be) settled on `w`
     let settles_at = |w: &str| {
         if !status.is_some_and(|s| contract::same_version(s, w)) {
@@ -349,8 +358,8 @@ fn classify<'a>(node: &'a NodeView, spec: &ValidSpec, now: Timestamp) -> Seen<'a
         }
         let message = node.annotation(contract::MESSAGE).unwrap_or_default();
         // the agent reports one state per Node: a failure of another of its extensions is not ours
-        let other = node.annotations.keys().filter_map(|k| k.strip_prefix(TARGET)).filter(|e| *e != ext);
-        if !contract::message_names(message, ext) && other.into_iter().any(|e| contract::message_names(message, e)) {
+        let mut other = node.annotations.keys().filter_map(|k| k.strip_prefix(TARGET)).filter(|e| *e != ext);
+        if !contract::message_names(message, ext) && other.any(|e| contract::message_names(message, e)) {
             return None;
         }
         Some((state.to_string(), message.to_string()))
@@ -374,7 +383,7 @@ fn classify<'a>(node: &'a NodeView, spec: &ValidSpec, now: Timestamp) -> Seen<'a
     };
     let unavailable =
         matches!(class, Class::InFlight { .. }) || node.ready_since.is_none() || node.unschedulable || node.busy();
-    Seen { node, class, unavailable }
+    Seen { node, target, class, unavailable }
 }
 
 /// A pending Node, blocked or free to start.
