@@ -10,7 +10,7 @@ pub(crate) mod assets;
 pub(crate) mod butane;
 /// clap definitions and the glue running each command.
 pub mod cli;
-/// `node watch`'s side of the Kubernetes API: the Node contract and its calls.
+/// The Kubernetes side: the Node contract, node watch's API calls, the rollout controller.
 pub(crate) mod cluster;
 /// Components and node bootstrap: releases of versioned files, services and scripts.
 pub(crate) mod components;

@@ -104,6 +104,25 @@ pub fn pending(targets: &Targets, active: &BTreeMap<String, String>) -> Vec<(Str
         .collect()
 }
 
+/// The merge patch that sets `target.bakery.dev/<ext>: <version>` on a Node, guarded by the
+/// `resourceVersion` the decision saw when there is one (the API answers `409 Conflict` if the
+/// Node changed since): all a rollout controller ever writes on a Node.
+#[allow(dead_code)] // the rollout controller loop is the next part
+pub fn target_patch(ext: &str, version: &str, resource_version: Option<&str>) -> Value {
+    let mut metadata = json!({ "annotations": { format!("{TARGET}{ext}"): version } });
+    if let Some(rv) = resource_version {
+        metadata["resourceVersion"] = json!(rv);
+    }
+    json!({ "metadata": metadata })
+}
+
+/// Whether the agent's message is about `ext`: the agent starts every message about one
+/// extension with its name and a space or a colon (`kubernetes v1.32.3: gave up ...`,
+/// `kubernetes: rolled back ...`).
+pub fn message_names(message: &str, ext: &str) -> bool {
+    message.strip_prefix(ext).is_some_and(|rest| rest.starts_with([' ', ':']))
+}
+
 /// What the agent reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Report {
@@ -222,6 +241,27 @@ mod tests {
             pending(&t, &map(&[("a", "v0.9.0")])),
             [("a".into(), "v1.0.0".into()), ("b".into(), "2.0.0".into())]
         );
+    }
+
+    #[test]
+    fn the_target_patch_sets_one_annotation_guarded_by_the_resource_version() {
+        assert_eq!(
+            target_patch("kubernetes", "v1.32.3", Some("42")),
+            json!({"metadata": {"resourceVersion": "42", "annotations": {"target.bakery.dev/kubernetes": "v1.32.3"}}})
+        );
+        assert_eq!(
+            target_patch("kubernetes", "v1.32.3", None),
+            json!({"metadata": {"annotations": {"target.bakery.dev/kubernetes": "v1.32.3"}}})
+        );
+    }
+
+    #[test]
+    fn messages_name_their_extension_by_prefix() {
+        assert!(message_names("kubernetes v1.32.3: gave up after 3 attempts: HTTP 503", "kubernetes"));
+        assert!(message_names("kubernetes: rolled back to v1.32.2", "kubernetes"));
+        assert!(!message_names("kubernetes-tools v1: failed", "kubernetes"));
+        assert!(!message_names("kube v1: failed", "kubernetes"));
+        assert!(!message_names("cannot read the records: denied", "kubernetes"));
     }
 
     #[test]
