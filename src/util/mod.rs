@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod cancel;
 pub mod failpoint;
 pub mod gpg;
+pub mod prometheus;
 pub mod time;
 
 use std::io::IsTerminal;

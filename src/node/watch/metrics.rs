@@ -1,19 +1,18 @@
-//! `--metrics-addr`: a Prometheus text endpoint (format 0.0.4) at `/metrics` with the active
+//! `--metrics-addr`: the Prometheus exposition (served by `util::prometheus`) with the active
 //! versions (from the records, so manual refreshes show too), upgrade results by extension, the
 //! agent's state and the time of its last refresh.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use anyhow::Result;
 
 use crate::cluster::contract::State;
 use crate::node::records::Records;
+use crate::util::prometheus::{self, escape};
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -77,57 +76,11 @@ impl Metrics {
         out
     }
 
-    /// Serves `/metrics` on `addr` until the task is dropped.
+    /// Serves `/metrics` on `addr` until the task is aborted.
     pub async fn serve(self, addr: SocketAddr, root: PathBuf) -> Result<tokio::task::JoinHandle<()>> {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("listening on {addr} for metrics"))?;
-        tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
-        Ok(tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let (metrics, root) = (self.clone(), root.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = answer(stream, &metrics, &root).await {
-                        tracing::debug!("metrics request: {e}");
-                    }
-                });
-            }
-        }))
+        let render = move || self.render(&Records::load(&root).unwrap_or_default());
+        Ok(prometheus::serve(addr, Arc::new(render)).await?.1)
     }
-}
-
-/// Reads one request (headers only) and answers it.
-async fn answer(mut stream: tokio::net::TcpStream, metrics: &Metrics, root: &Path) -> Result<()> {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
-        let n = stream.read(&mut buffer).await?;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buffer[..n]);
-    }
-    let line = String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_string();
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    let (status, content_type, body) = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let records = Records::load(root).unwrap_or_default();
-        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics.render(&records))
-    } else {
-        ("404 Not Found", "text/plain; charset=utf-8", "only /metrics is here\n".to_string())
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await?;
-    Ok(())
-}
-
-/// A label value: `\`, `"` and newlines escaped.
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -164,6 +117,5 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
         }
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
