@@ -248,7 +248,7 @@ fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs
             watch::notify(&[sd_notify::NotifyState::Stopping]);
             stop_tx.send_replace(true);
         });
-        let client = connect::client(&source).await?;
+        let client = connect::client(&source, "node-watch").await?;
         tracing::info!("watching Node {name} with credentials from {source}");
         let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };
         let http = settings.http()?;

@@ -1,6 +1,8 @@
-//! Which cluster and which Node: the kube client from `--kubeconfig`, `KUBECONFIG`, the in-cluster
-//! service account, then the kubelet's own `/etc/kubernetes/kubelet.conf` (a node's credentials
-//! may patch its own Node); the Node name from `--node-name`, `NODE_NAME`, then the hostname.
+//! Which cluster and which Node: for the agent, the kube client from `--kubeconfig`,
+//! `KUBECONFIG`, the in-cluster service account, then the kubelet's own
+//! `/etc/kubernetes/kubelet.conf` (a node's credentials may patch its own Node); for the rollout
+//! commands, `--kubeconfig`, `KUBECONFIG`, `~/.kube/config` (as kubectl), then the in-cluster
+//! service account. The Node name from `--node-name`, `NODE_NAME`, then the hostname.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,8 @@ pub enum Source {
     Env,
     InCluster,
     Kubelet(PathBuf),
+    /// `~/.kube/config`
+    User(PathBuf),
 }
 
 impl std::fmt::Display for Source {
@@ -23,6 +27,7 @@ impl std::fmt::Display for Source {
             Source::Env => write!(f, "KUBECONFIG"),
             Source::InCluster => write!(f, "the in-cluster service account"),
             Source::Kubelet(path) => write!(f, "the kubelet's {}", path.display()),
+            Source::User(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -51,11 +56,33 @@ pub fn source(kubeconfig: Option<&Path>, root: &Path) -> Result<Source> {
     )))
 }
 
-/// A client for `source`.
-pub async fn client(source: &Source) -> Result<kube::Client> {
+/// The first configuration source that exists for a command people (or a pod) run:
+/// `--kubeconfig`, `KUBECONFIG`, `~/.kube/config`, then the in-cluster service account.
+pub fn user_source(kubeconfig: Option<&Path>) -> Result<Source> {
+    if let Some(path) = kubeconfig {
+        return Ok(Source::Flag(path.to_path_buf()));
+    }
+    if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
+        return Ok(Source::Env);
+    }
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|h| PathBuf::from(h).join(".kube/config"));
+    if let Some(path) = home.filter(|p| p.is_file()) {
+        return Ok(Source::User(path));
+    }
+    if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return Ok(Source::InCluster);
+    }
+    Err(crate::error::bad_input(
+        "no cluster credentials: pass --kubeconfig, set KUBECONFIG, have ~/.kube/config, or run in a pod",
+    ))
+}
+
+/// A client for `source` that introduces itself as `bakery/<version> <role>` (the API server's
+/// audit log and request metrics name it so).
+pub async fn client(source: &Source, role: &str) -> Result<kube::Client> {
     let options = KubeConfigOptions::default();
-    let config = match source {
-        Source::Flag(path) | Source::Kubelet(path) => {
+    let mut config = match source {
+        Source::Flag(path) | Source::Kubelet(path) | Source::User(path) => {
             let file = Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(file, &options)
                 .await
@@ -69,6 +96,9 @@ pub async fn client(source: &Source) -> Result<kube::Client> {
         }
         Source::InCluster => kube::Config::incluster().context("loading the in-cluster configuration")?,
     };
+    let agent = format!("bakery/{} {role}", env!("CARGO_PKG_VERSION"));
+    let agent = reqwest::header::HeaderValue::from_str(&agent).with_context(|| format!("{agent:?} as a User-Agent"))?;
+    config.headers.push((reqwest::header::USER_AGENT, agent));
     kube::Client::try_from(config).with_context(|| format!("creating a Kubernetes client from {source}"))
 }
 
