@@ -58,6 +58,15 @@ pub const EXIT_STATUS: &[(&str, &str)] = &[
 const WATCH_STOPPED: &str = "Stopped by SIGINT or SIGTERM at the next safe point (a link is never left half \
                              switched), or the agent ended without an error.";
 
+/// `rollout controller` stops on a signal and ends well too, releasing its Lease: exit 0.
+const CONTROLLER_STOPPED: &str = "Stopped by SIGINT or SIGTERM (the leader Lease released, so another replica takes \
+                                  over at once).";
+
+/// `rollout controller`'s 1: besides the usual failures.
+const CONTROLLER_LOST: &str = "Failure, or this replica lost the leader Lease (someone else holds it, or it could \
+                               not be renewed for two thirds of --lease-duration): it stopped acting at once, and \
+                               its Deployment starts it again as a candidate.";
+
 /// The pages of the commands that download.
 const NETWORK: &[&str] = &["create", "list", "node-update", "node-watch", "node-bootstrap", "doctor"];
 
@@ -97,8 +106,16 @@ pub const ENVIRONMENT: &[(&str, &str, &[&str])] = &[
         &["create"],
     ),
     ("GNUPGHOME", "The gpg keyring that --sign-key is looked up in.", &["release"]),
-    ("KUBECONFIG", "Cluster credentials, when --kubeconfig is not given.", &["node-watch"]),
+    ("KUBECONFIG", "Cluster credentials, when --kubeconfig is not given.", &["node-watch", "rollout"]),
+    (
+        "HOME",
+        "The rollout commands read $HOME/.kube/config (as kubectl does) when neither --kubeconfig nor KUBECONFIG \
+         names one.",
+        &["rollout"],
+    ),
     ("NODE_NAME", "This Node's name, as --node-name.", &["node-watch"]),
+    ("POD_NAMESPACE", "The leader-election Lease's namespace, as --namespace.", &["rollout-controller"]),
+    ("POD_NAME", "This replica's name in the Lease, as --identity.", &["rollout-controller"]),
 ];
 
 /// A few real commands per page: `(page, command, what it does)`. Every command parses (a test
@@ -189,6 +206,26 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
         "bakery node bootstrap --release v1.32.3 --role control-plane",
         "Install it on a control-plane node.",
     ),
+    ("rollout", "bakery rollout list", "The ExtensionRollouts and how far each has come."),
+    ("rollout", "bakery rollout status kubernetes-v1.32.3", "One rollout: counts, Nodes in flight and failed."),
+    (
+        "rollout-controller",
+        "bakery rollout controller --metrics-addr 0.0.0.0:9102",
+        "Run a replica in the cluster (deploy/controller.yaml does), metrics on port 9102.",
+    ),
+    (
+        "rollout-controller",
+        "bakery rollout controller --kubeconfig admin.conf --namespace bakery-system --identity ops-laptop",
+        "Run one from outside the cluster; it acts once it holds the Lease.",
+    ),
+    ("rollout-list", "bakery rollout list", "A line per rollout: phase, Nodes updated, in flight, failed, pending."),
+    ("rollout-list", "bakery rollout list --json", "The same as JSON, with the Nodes and conditions."),
+    (
+        "rollout-status",
+        "bakery rollout status kubernetes-v1.32.3",
+        "Phase, counts, the Nodes in flight and failed, and the conditions.",
+    ),
+    ("rollout-status", "bakery rollout status kubernetes-v1.32.3 --json", "The same as JSON."),
     ("doctor", "bakery doctor", "Check this host, with a fix for each problem."),
     ("doctor", "bakery doctor --root /mnt/node --json", "Check a mounted root, as JSON."),
     ("completions", "bakery completions bash > /etc/bash_completion.d/bakery", "Install bash completions."),
@@ -206,6 +243,9 @@ fn extra_sections(path: &str) -> String {
         let meaning = match (path, *code) {
             ("node-watch", "0") => WATCH_STOPPED,
             ("node-watch", "130") => continue,
+            ("rollout-controller", "0") => CONTROLLER_STOPPED,
+            ("rollout-controller", "1") => CONTROLLER_LOST,
+            ("rollout-controller", "130") => continue,
             _ => meaning,
         };
         roff.control("TP", []).text([bold(*code)]).text([roman(meaning)]);
@@ -346,8 +386,9 @@ mod tests {
                 (roff.find(".SH \"EXIT STATUS\""), roff.find(".SH ENVIRONMENT"), roff.find(".SH VERSION"));
             assert!(exit.is_some() && env.is_some() && exit < env && env < version, "{name}");
             assert!(roff.contains(".SH EXAMPLES"), "{name}");
-            // node watch stops at a safe point and exits 0
-            assert_eq!(roff.contains("\\fB130\\fR"), name != "bakery-node-watch.1", "{name}");
+            // node watch stops at a safe point and exits 0, the controller too
+            let stops_well = ["bakery-node-watch.1", "bakery-rollout-controller.1"].contains(&name.as_str());
+            assert_eq!(roff.contains("\\fB130\\fR"), !stops_well, "{name}");
             assert_eq!(roff.matches(".ie \\n(.g .ds Aq").count(), 1, "{name}: one preamble");
         }
     }

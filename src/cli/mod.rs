@@ -22,6 +22,7 @@ pub mod logging;
 mod node;
 mod output;
 mod release;
+mod rollout;
 
 use std::path::PathBuf;
 
@@ -82,6 +83,8 @@ pub enum Command {
     Butane(butane::ButaneArgs),
     /// On a node: stage, activate, inspect and roll back extension images
     Node(node::NodeArgs),
+    /// Roll an extension version out across a cluster: the controller, and its rollouts' progress
+    Rollout(rollout::RolloutArgs),
     /// Check what bakery needs on this host, with a fix for each problem
     Doctor(node::DoctorArgs),
     /// Print shell completions (bash, zsh, fish)
@@ -99,6 +102,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Release(args) => release::run(args),
         Command::Butane(args) => butane::run(&cli.global, args),
         Command::Node(args) => node::run(&cli.global, args),
+        Command::Rollout(args) => rollout::run(args),
         Command::Doctor(args) => node::run_doctor(&cli.global, args),
         Command::Completions(args) => docs::run_completions(args),
         Command::Manpage(args) => docs::run_manpage(args),

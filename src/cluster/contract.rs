@@ -107,7 +107,6 @@ pub fn pending(targets: &Targets, active: &BTreeMap<String, String>) -> Vec<(Str
 /// The merge patch that sets `target.bakery.dev/<ext>: <version>` on a Node, guarded by the
 /// `resourceVersion` the decision saw when there is one (the API answers `409 Conflict` if the
 /// Node changed since): all a rollout controller ever writes on a Node.
-#[allow(dead_code)] // the rollout controller loop is the next part
 pub fn target_patch(ext: &str, version: &str, resource_version: Option<&str>) -> Value {
     let mut metadata = json!({ "annotations": { format!("{TARGET}{ext}"): version } });
     if let Some(rv) = resource_version {

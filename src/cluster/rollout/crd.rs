@@ -4,7 +4,6 @@
 //! `deploy/crd.yaml` is its schema; a test keeps the two in step.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -53,6 +52,8 @@ fn kind() -> String {
 }
 
 impl ExtensionRollout {
+    /// A rollout as a test builds it (the controller only reads them).
+    #[cfg(test)]
     pub fn new(name: &str, spec: ExtensionRolloutSpec) -> Self {
         Self {
             api_version: api_version(),
@@ -356,11 +357,6 @@ pub struct FailedNode {
 /// The condition of `type_` in `status`.
 pub fn condition<'a>(status: &'a ExtensionRolloutStatus, type_: &str) -> Option<&'a Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
-}
-
-/// Labels as a map (the API leaves them out when empty).
-pub fn labels(meta: &ObjectMeta) -> BTreeMap<String, String> {
-    meta.labels.clone().unwrap_or_default()
 }
 
 #[cfg(test)]

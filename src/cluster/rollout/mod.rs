@@ -1,6 +1,8 @@
-//! The rollout controller's pure core: the `ExtensionRollout` resource (crd), label selectors
-//! (selector), maintenance windows (window), Nodes as the decision sees them (view), and THE
-//! decision (decide): which Nodes get their target now, the status, and when to look again.
+//! The rollout controller. Its pure core: the `ExtensionRollout` resource (crd), label
+//! selectors (selector), maintenance windows (window), Nodes as the decision sees them (view),
+//! and THE decision (decide): which Nodes get their target now, the status, and when to look
+//! again. Around it: the caches it decides on (cache), the loop with leader election
+//! (controller), its metrics (metrics), and `rollout list`/`status` (report).
 //!
 //! The controller loop is thin on top of it. On every change of a rollout or a Node (and at
 //! `requeue_at`), for each rollout:
@@ -18,13 +20,14 @@
 //! A 409 on a target patch means the Node changed since the view: decide again. It writes
 //! nothing else on a Node: no cordon, no uncordon.
 
+pub mod cache;
+pub mod controller;
 pub mod crd;
 pub mod decide;
+pub mod metrics;
+pub mod report;
 pub mod selector;
 pub mod view;
 pub mod window;
 
-#[allow(unused_imports)] // (until the controller loop uses them)
-pub use crd::{ExtensionRollout, ExtensionRolloutSpec, ExtensionRolloutStatus, Phase, RolloutWindow};
-#[allow(unused_imports)]
-pub use decide::{Decision, NodeView, Start, decide};
+pub use crd::ExtensionRollout;

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
@@ -410,16 +411,4 @@ fn kubectl_reads_every_manifest_offline() {
     ] {
         assert!(names.contains(expected), "{expected} missing from {names:?}");
     }
-}
-
-/// What the controller loop will do with the type compiles: a cluster-wide Api, a
-/// runtime::Controller over it, a merge patch of the status subresource.
-#[allow(dead_code)]
-fn api_and_controller_take_the_type(client: kube::Client) {
-    let api: kube::Api<ExtensionRollout> = kube::Api::all(client);
-    let _controller = kube::runtime::Controller::new(api.clone(), kube::runtime::watcher::Config::default());
-    let status = json!({ "status": ExtensionRolloutStatus::default() });
-    let _patch = async move {
-        api.patch_status("name", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status)).await
-    };
 }
