@@ -8,7 +8,7 @@
 //! answer to every patch goes into the cache before the next decision, so a watch lagging
 //! behind the controller's own writes cannot make it spend the budget twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use serde_json::json;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::cache::{Cache, Cached, instant_of, node_view};
@@ -94,15 +95,25 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// The loop's state: nothing but caches of the API server and when to retry a failed write.
+/// The loop's state: nothing but caches of the API server, the status writes in flight and
+/// when to retry a failed write.
 pub struct Controller {
     nodes: Api<Node>,
     rollouts: Api<ExtensionRollout>,
     fleet: Cache<NodeView>,
     known: Cache<ExtensionRollout>,
     metrics: Metrics,
-    /// rollout → failed writes in a row (for the backoff)
-    failures: BTreeMap<String, u32>,
+    /// Status writes in flight, at most one per rollout; dropped (aborted) with the loop, so
+    /// that a replica that lost its Lease writes nothing more.
+    writing: JoinSet<(String, kube::Result<ExtensionRollout>)>,
+    /// The rollouts with a status write in flight.
+    pending: BTreeSet<String>,
+    /// Rollouts whose status changed again while a write of it was in flight.
+    dirty: BTreeSet<String>,
+    /// rollout → (failed writes in a row, no new attempt before)
+    failures: BTreeMap<String, (u32, Instant)>,
+    /// The earliest retry of a failed status write.
+    retry_at: Option<Instant>,
 }
 
 /// How the target patches of one decision went.
@@ -113,6 +124,14 @@ enum Started {
     Failed(anyhow::Error),
 }
 
+/// What woke the loop.
+enum Woke {
+    Node(Option<Result<Event<Node>, watcher::Error>>),
+    Rollout(Option<Result<Event<ExtensionRollout>, watcher::Error>>),
+    Due,
+    Written(Result<(String, kube::Result<ExtensionRollout>), tokio::task::JoinError>),
+}
+
 impl Controller {
     pub fn new(client: kube::Client, metrics: Metrics) -> Self {
         Self {
@@ -121,7 +140,11 @@ impl Controller {
             fleet: Cache::default(),
             known: Cache::default(),
             metrics,
+            writing: JoinSet::new(),
+            pending: BTreeSet::new(),
+            dirty: BTreeSet::new(),
             failures: BTreeMap::new(),
+            retry_at: None,
         }
     }
 
@@ -133,17 +156,25 @@ impl Controller {
         let mut failing = [false, false];
         loop {
             let far = Instant::now() + Duration::from_secs(86_400);
-            let mut changed = tokio::select! {
-                event = nodes.next() => {
+            let woke = tokio::select! {
+                event = nodes.next() => Woke::Node(event),
+                event = rollouts.next() => Woke::Rollout(event),
+                () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => Woke::Due,
+                Some(done) = self.writing.join_next() => Woke::Written(done),
+            };
+            let mut changed = match woke {
+                Woke::Node(event) => {
                     self.on_node(event.ok_or_else(|| anyhow!("the Node watch ended"))?, &mut failing[0])
                 }
-                event = rollouts.next() => {
-                    self.on_rollout(event.ok_or_else(|| anyhow!("the ExtensionRollout watch ended"))?, &mut failing[1])
+                Woke::Rollout(event) => {
+                    let event = event.ok_or_else(|| anyhow!("the ExtensionRollout watch ended"))?;
+                    self.on_rollout(event, &mut failing[1])
                 }
-                () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => {
+                Woke::Due => {
                     wake = None;
                     true
                 }
+                Woke::Written(done) => self.written(done),
             };
             // whatever else has arrived: one decision for the burst
             for _ in 0..BURST {
@@ -161,6 +192,9 @@ impl Controller {
             if changed && self.fleet.ready() && self.known.ready() {
                 wake = self.reconcile_all().await;
             }
+            if let Some(retry) = self.retry_at.take() {
+                wake = Some(wake.map_or(retry, |w| w.min(retry)));
+            }
         }
     }
 
@@ -170,6 +204,27 @@ impl Controller {
 
     fn on_rollout(&mut self, event: Result<Event<ExtensionRollout>, watcher::Error>, failing: &mut bool) -> bool {
         feed(&mut self.known, event, failing, "ExtensionRollouts", ExtensionRollout::clone)
+    }
+
+    /// A status write ended; true when the rollout is to be decided again.
+    fn written(&mut self, done: Result<(String, kube::Result<ExtensionRollout>), tokio::task::JoinError>) -> bool {
+        let Ok((name, result)) = done else { return true };
+        self.pending.remove(&name);
+        let again = self.dirty.remove(&name);
+        match result {
+            Ok(rollout) => {
+                self.failures.remove(&name);
+                self.known.apply(rollout);
+                again
+            }
+            Err(kube::Error::Api(e)) if e.is_not_found() => again,
+            Err(e) => {
+                let e = anyhow::Error::new(e).context(format!("writing the status of ExtensionRollout {name}"));
+                let retry = self.failed(&name, &e);
+                self.retry_at = Some(self.retry_at.map_or(retry, |r| r.min(retry)));
+                false
+            }
+        }
     }
 
     /// Decides every rollout; returns when to look again.
@@ -188,8 +243,8 @@ impl Controller {
         wake
     }
 
-    /// Decides one rollout, starts what it says and writes the status; returns when to look
-    /// again (its `requeue_at`, or a retry after a failed write).
+    /// Decides one rollout, starts what it says and sends the status on its way when it
+    /// changed; returns when to look again (its `requeue_at`, or a retry after a failure).
     async fn reconcile(&mut self, name: &str) -> Option<Instant> {
         for _ in 0..ROUNDS {
             let rollout = self.known.get(name)?.clone();
@@ -204,14 +259,13 @@ impl Controller {
                 Started::Failed(e) => return Some(self.failed(name, &e)),
             }
             self.metrics.status(name, &decision.status);
+            let requeue = decision.requeue_at.map(|at| instant_of(at, now));
             if rollout.status.as_ref() != Some(&decision.status) {
-                log_phase(name, rollout.status.as_ref(), &decision.status);
-                if let Err(e) = self.write_status(name, &decision.status).await {
-                    return Some(self.failed(name, &e));
-                }
+                self.write_status(name, rollout.status.as_ref(), decision.status);
+            } else {
+                self.failures.remove(name);
             }
-            self.failures.remove(name);
-            return decision.requeue_at.map(|at| instant_of(at, now));
+            return requeue;
         }
         // conflicts in every round: the watch brings the news shortly
         Some(Instant::now() + Duration::from_millis(100))
@@ -275,25 +329,35 @@ impl Controller {
         Ok(())
     }
 
-    async fn write_status(&mut self, name: &str, status: &ExtensionRolloutStatus) -> Result<()> {
-        let patch = json!({ "status": status });
-        match self.rollouts.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(written) => {
-                self.known.apply(written);
-                Ok(())
-            }
-            Err(kube::Error::Api(e)) if e.is_not_found() => Ok(()),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("writing the status of ExtensionRollout {name}"))),
+    /// Writes the status in the background (the next starts need not wait for it), one write
+    /// per rollout at a time: a status decided while one is in flight is decided again once it
+    /// lands, so bursts of changes cost one write.
+    fn write_status(&mut self, name: &str, before: Option<&ExtensionRolloutStatus>, status: ExtensionRolloutStatus) {
+        if self.pending.contains(name) {
+            self.dirty.insert(name.to_string());
+            return;
         }
+        if self.failures.get(name).is_some_and(|(_, not_before)| *not_before > Instant::now()) {
+            return; // the retry comes at its time
+        }
+        log_phase(name, before, &status);
+        let (api, name) = (self.rollouts.clone(), name.to_string());
+        self.pending.insert(name.clone());
+        self.writing.spawn(async move {
+            let patch = json!({ "status": status });
+            let result = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await;
+            (name, result)
+        });
     }
 
-    /// Logs a failed write and returns when to try again (0.5 s doubling up to 30 s).
+    /// Logs a failure and returns when to try again (0.5 s doubling up to 30 s).
     fn failed(&mut self, name: &str, error: &anyhow::Error) -> Instant {
-        let failures = self.failures.entry(name.to_string()).or_default();
-        *failures += 1;
-        let wait = Duration::from_millis(500 << (*failures - 1).min(6)).min(Duration::from_secs(30));
+        let (count, not_before) = self.failures.entry(name.to_string()).or_insert((0, Instant::now()));
+        *count += 1;
+        let wait = Duration::from_millis(500 << (*count - 1).min(6)).min(Duration::from_secs(30));
+        *not_before = Instant::now() + wait;
         tracing::warn!("rollout {name}: {}; trying again in {:.1} s", describe(error), wait.as_secs_f32());
-        Instant::now() + wait
+        *not_before
     }
 }
 
