@@ -176,6 +176,9 @@ pub fn accept_connections<S: Send + Sync + 'static>(
             if closing(&shared) {
                 break;
             }
+            // a response written in two parts (head, then body) must not wait for the peer's
+            // delayed ACK (Nagle's algorithm: 40 ms on Linux each time)
+            let _ = stream.set_nodelay(true);
             let shared = shared.clone();
             std::thread::spawn(move || handle(stream, &shared));
         }
