@@ -1,28 +1,74 @@
-//! The wire: HTTP/1.1 requests read from a connection, JSON answers written back, and routing
-//! of a request to what serves it.
+//! The wire: HTTP/1.1 requests read from a connection (kube-rs's hyper and kubectl), routed to
+//! discovery or to a resource, and answered with JSON (objects and lists serialized after the
+//! lock is released) or a chunked watch stream.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::store::{create_event, list_or_watch, patch_event, patch_node, status};
-use super::watch::{WatchSpec, stream_watch};
-use super::{Request, Shared, State};
+use super::errors::ApiError;
+use super::list::{ListAnswer, list};
+use super::resources::{ResourceType, aggregated, core_versions, group_document, group_list, resource_list};
+use super::selector::Filter;
+use super::store::{Action, Op, PatchBody, key};
+use super::watch::{Start, Stream, partial, register, stream};
+use super::{Request, Shared, View};
 
-/// An answer: status and JSON body, or a watch to stream.
+/// An answer, serialized once the lock is released.
 pub(super) enum Answer {
     Json(u16, Value),
-    Watch(WatchSpec),
+    /// An object (as PartialObjectMetadata when asked for metadata only).
+    Object(u16, Arc<Value>, bool),
+    List(ListAnswer),
+    /// Aggregated discovery, with its own content type.
+    Discovery(Value),
+    Watch(Stream),
+}
+
+impl From<ApiError> for Answer {
+    fn from(error: ApiError) -> Self {
+        Answer::Json(error.code, error.status)
+    }
 }
 
 pub(super) struct Incoming {
-    pub(super) method: String,
-    pub(super) path: String,
-    pub(super) query: BTreeMap<String, String>,
-    pub(super) content_type: String,
-    pub(super) body: Vec<u8>,
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub content_type: String,
+    pub accept: String,
+    pub user_agent: String,
+    pub body: Vec<u8>,
+}
+
+impl Incoming {
+    fn flag(&self, name: &str) -> bool {
+        self.query.get(name).is_some_and(|v| v == "true" || v == "1")
+    }
+
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Who asks: the User-Agent, or `unknown` (kube-rs sends none unless configured to).
+    fn client(&self) -> String {
+        if self.user_agent.is_empty() { "unknown".into() } else { self.user_agent.clone() }
+    }
+
+    /// The field manager: `fieldManager`, else the User-Agent up to its first `/`.
+    fn manager(&self) -> Option<String> {
+        self.param("fieldManager")
+            .map(str::to_string)
+            .or_else(|| self.user_agent.split('/').next().filter(|p| !p.is_empty()).map(str::to_string))
+    }
+
+    fn media_type(&self) -> &str {
+        self.content_type.split(';').next().unwrap_or_default().trim()
+    }
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Incoming> {
@@ -72,8 +118,16 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Incoming> {
             (decode(k), decode(v))
         })
         .collect();
-    let content_type = headers.get("content-type").cloned().unwrap_or_default();
-    Some(Incoming { method, path: path.to_string(), query, content_type, body })
+    let header = |name: &str| headers.get(name).cloned().unwrap_or_default();
+    Some(Incoming {
+        method,
+        path: path.to_string(),
+        query,
+        content_type: header("content-type"),
+        accept: header("accept"),
+        user_agent: header("user-agent"),
+        body,
+    })
 }
 
 fn decode(text: &str) -> String {
@@ -99,45 +153,73 @@ fn decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-pub(super) fn serve(stream: TcpStream, shared: &Shared) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+/// The request body as JSON (apply patches may be YAML); None when there is none.
+fn parse_body(request: &Incoming) -> Option<Result<Value, String>> {
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(if request.media_type() == "application/apply-patch+yaml" {
+        let text = String::from_utf8_lossy(&request.body);
+        serde_saphyr::from_str::<Value>(&text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_slice(&request.body).map_err(|e| e.to_string())
+    })
+}
+
+pub(super) fn serve(connection: TcpStream, shared: &Shared) {
+    let mut reader = BufReader::new(connection.try_clone().unwrap());
+    let mut writer = connection;
     while let Some(request) = read_request(&mut reader) {
+        let body = parse_body(&request);
+        let recorded = body.as_ref().and_then(|b| b.as_ref().ok()).cloned();
         let answer = {
-            let mut state = shared.state.lock().unwrap();
-            let answer = route(&mut state, &request);
+            let mut view = shared.state.lock().unwrap();
+            let answer = route(&mut view, &request, body);
             let status = match &answer {
-                Answer::Json(code, _) => *code,
-                Answer::Watch(_) => 200,
+                Answer::Json(code, _) | Answer::Object(code, _, _) => *code,
+                Answer::List(_) | Answer::Discovery(_) | Answer::Watch(_) => 200,
             };
-            let body = serde_json::from_slice(&request.body).ok();
-            state.view.requests.push(Request {
+            if matches!(answer, Answer::Watch(_)) {
+                view.watching += 1;
+                view.watches_started += 1;
+            }
+            view.requests.push(Request {
                 method: request.method.clone(),
                 path: request.path.clone(),
                 query: request.query.clone(),
                 content_type: request.content_type.clone(),
-                body,
+                user_agent: request.user_agent.clone(),
+                accept: request.accept.clone(),
+                body: recorded,
                 status,
             });
-            shared.changed.notify_all();
             answer
         };
-        match answer {
-            Answer::Json(code, body) => {
-                let body = serde_json::to_vec(&body).unwrap();
-                let head = format!(
-                    "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                    reason(code),
-                    body.len()
-                );
-                if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&body)).is_err() {
-                    return;
-                }
-            }
-            Answer::Watch(spec) => {
-                stream_watch(&mut writer, shared, spec);
+        shared.changed.notify_all();
+        let (code, content_type, body) = match answer {
+            Answer::Watch(watch) => {
+                stream(&mut writer, shared, watch);
                 return;
             }
+            Answer::Json(code, value) => (code, "application/json", serde_json::to_vec(&value).unwrap()),
+            Answer::Object(code, object, false) => (code, "application/json", serde_json::to_vec(&*object).unwrap()),
+            Answer::Object(code, object, true) => {
+                (code, "application/json", serde_json::to_vec(&partial(&object)).unwrap())
+            }
+            Answer::List(list) => (200, "application/json", list.to_bytes()),
+            Answer::Discovery(value) => (
+                200,
+                "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+                serde_json::to_vec(&value).unwrap(),
+            ),
+        };
+        let head = format!(
+            "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            reason(code),
+            body.len()
+        );
+        if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&body)).is_err() {
+            return;
         }
     }
 }
@@ -153,71 +235,230 @@ fn reason(code: u16) -> &'static str {
         410 => "Gone",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
+        500 => "Internal Server Error",
+        504 => "Gateway Timeout",
         _ => "Status",
     }
 }
 
-fn route(state: &mut State, request: &Incoming) -> Answer {
-    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+fn not_found(path: &str) -> Answer {
+    ApiError::new(404, "NotFound", &format!("the server could not find the requested resource ({path})")).into()
+}
+
+fn route(view: &mut View, request: &Incoming, body: Option<Result<Value, String>>) -> Answer {
     let key = (request.method.clone(), request.path.clone());
-    if let Some(left) = state.conflicts.get_mut(&key).filter(|n| **n > 0) {
+    if let Some(left) = view.conflicts.get_mut(&key).filter(|n| **n > 0) {
         *left -= 1;
-        return Answer::Json(
-            409,
-            status(409, "Conflict", "Operation cannot be fulfilled: the object has been modified"),
+        return ApiError::new(409, "Conflict", "Operation cannot be fulfilled: the object has been modified").into();
+    }
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let aggregated_wanted = request.accept.contains("as=APIGroupDiscoveryList");
+    let types: Vec<&ResourceType> = view.store.collections.iter().map(|c| &c.ty).collect();
+    let document = match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["version"]) => {
+            Some(json!({"major": "1", "minor": "32", "gitVersion": "v1.32.3", "platform": "linux/amd64"}))
+        }
+        ("GET", ["api"]) if aggregated_wanted => return Answer::Discovery(aggregated(&types, true)),
+        ("GET", ["apis"]) if aggregated_wanted => return Answer::Discovery(aggregated(&types, false)),
+        ("GET", ["api"]) => Some(core_versions()),
+        ("GET", ["apis"]) => Some(group_list(&types)),
+        ("GET", ["api", "v1"]) => resource_list(&types, "", "v1"),
+        ("GET", ["apis", group]) => group_document(&types, group),
+        ("GET", ["apis", group, version]) => resource_list(&types, group, version),
+        (_, ["api", ..]) | (_, ["apis", ..]) => return resource(view, request, &segments, body),
+        _ => None,
+    };
+    match document {
+        Some(document) => Answer::Json(200, document),
+        None => not_found(&request.path),
+    }
+}
+
+/// `/api/v1/...` or `/apis/GROUP/VERSION/...`: `[namespaces/NS/]PLURAL[/NAME[/status]]`.
+fn resource(view: &mut View, request: &Incoming, segments: &[&str], body: Option<Result<Value, String>>) -> Answer {
+    let (group, version, rest) = match segments {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return not_found(&request.path),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+        rest => (None, rest),
+    };
+    let (plural, name, subresource) = match rest {
+        [plural] => (*plural, None, None),
+        [plural, name] => (*plural, Some(name.to_string()), None),
+        [plural, name, sub] => (*plural, Some(name.to_string()), Some(sub.to_string())),
+        _ => return not_found(&request.path),
+    };
+    let Some(c) = view.store.served(group, version, plural) else { return not_found(&request.path) };
+    let ty = view.store.collections[c].ty.clone();
+    if subresource.as_deref().is_some_and(|s| s != "status" || !ty.status_subresource)
+        || (namespace.is_some() && !ty.namespaced)
+    {
+        return not_found(&request.path);
+    }
+    let Some(name) = name else {
+        return match request.method.as_str() {
+            "GET" => collection(view, c, &ty, namespace.as_deref(), request),
+            "POST" => match body {
+                Some(Ok(object)) => execute(view, request, c, namespace, String::new(), None, Action::Create(object)),
+                Some(Err(e)) => ApiError::bad_request(&format!("the object does not parse: {e}")).into(),
+                None => ApiError::bad_request("the request has no body").into(),
+            },
+            _ => ApiError::method_not_allowed().into(),
+        };
+    };
+    if ty.namespaced && namespace.is_none() {
+        return not_found(&request.path);
+    }
+    let parsed = |body: Option<Result<Value, String>>| match body {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(ApiError::bad_request(&format!("the body does not parse: {e}"))),
+        None => Err(ApiError::bad_request("the request has no body")),
+    };
+    let action = match request.method.as_str() {
+        "GET" => {
+            let metadata_only = request.accept.contains("as=PartialObjectMetadata");
+            let collection = &view.store.collections[c];
+            return match collection.objects.get(&key(namespace.as_deref(), &name)) {
+                Some(object) => Answer::Object(200, object.clone(), metadata_only),
+                None => ApiError::not_found(&ty, &name).into(),
+            };
+        }
+        "PUT" => match parsed(body) {
+            Ok(object) => Action::Replace(object),
+            Err(e) => return e.into(),
+        },
+        "DELETE" => Action::Delete(body.and_then(Result::ok).unwrap_or(Value::Null)),
+        "PATCH" => {
+            let patch = match parsed(body) {
+                Ok(patch) => patch,
+                Err(e) => return e.into(),
+            };
+            match request.media_type() {
+                "application/merge-patch+json" => Action::Patch(PatchBody::Merge(patch)),
+                "application/strategic-merge-patch+json" => Action::Patch(PatchBody::Strategic(patch)),
+                "application/json-patch+json" => Action::Patch(PatchBody::Json(patch)),
+                "application/apply-patch+yaml" => {
+                    if request.param("fieldManager").is_none() {
+                        return ApiError::invalid(
+                            "PatchOptions",
+                            "meta.k8s.io",
+                            "",
+                            "fieldManager",
+                            "Required value: is required for apply patch",
+                        )
+                        .into();
+                    }
+                    Action::Patch(PatchBody::Apply { body: patch, force: request.flag("force") })
+                }
+                other => {
+                    return ApiError::unsupported_media_type(&format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (not {other:?})"
+                    ))
+                    .into();
+                }
+            }
+        }
+        _ => return ApiError::method_not_allowed().into(),
+    };
+    execute(view, request, c, namespace, name, subresource, action)
+}
+
+fn execute(
+    view: &mut View,
+    request: &Incoming,
+    resource: usize,
+    namespace: Option<String>,
+    name: String,
+    subresource: Option<String>,
+    action: Action,
+) -> Answer {
+    if let Some(force) = request.param("force")
+        && force == "true"
+        && !matches!(action, Action::Patch(PatchBody::Apply { .. }))
+    {
+        return ApiError::invalid(
+            "PatchOptions",
+            "meta.k8s.io",
+            "",
+            "force",
+            "Forbidden: may not be specified for non-apply patch",
+        )
+        .into();
+    }
+    let op = Op {
+        resource,
+        namespace,
+        name,
+        subresource,
+        action,
+        client: request.client(),
+        manager: request.manager(),
+        dry_run: request.param("dryRun") == Some("All"),
+    };
+    match view.store.execute(op) {
+        Ok(done) => Answer::Object(done.code, done.object, false),
+        Err(error) => error.into(),
+    }
+}
+
+/// GET on a collection: a list, or a watch with `watch=true`.
+fn collection(view: &mut View, c: usize, ty: &ResourceType, namespace: Option<&str>, request: &Incoming) -> Answer {
+    let filter =
+        match Filter::parse(namespace, request.param("labelSelector"), request.param("fieldSelector"), &ty.kind) {
+            Ok(filter) => filter,
+            Err(e) => return e.into(),
+        };
+    if !request.flag("watch") {
+        let metadata_only = request.accept.contains("as=PartialObjectMetadataList");
+        return match list(view, c, &filter, &request.query, metadata_only) {
+            Ok(list) => Answer::List(list),
+            Err(e) => e.into(),
+        };
+    }
+    let invalid = |field: &str, message: &str| -> Answer {
+        ApiError::invalid("ListOptions", "meta.k8s.io", "", field, message).into()
+    };
+    let initial = request.flag("sendInitialEvents");
+    let bookmarks = request.flag("allowWatchBookmarks");
+    let matching = request.param("resourceVersionMatch");
+    if initial && !bookmarks {
+        return invalid(
+            "allowWatchBookmarks",
+            "Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true",
         );
     }
-    match (request.method.as_str(), segments.as_slice()) {
-        ("GET", ["version"]) => {
-            Answer::Json(200, json!({"major": "1", "minor": "32", "gitVersion": "v1.32.3", "platform": "linux/amd64"}))
-        }
-        ("GET", ["api"]) => Answer::Json(
-            200,
-            json!({"kind": "APIVersions", "versions": ["v1"],
-                   "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
-        ),
-        ("GET", ["apis"]) => Answer::Json(
-            200,
-            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [{
-                "name": "events.k8s.io",
-                "versions": [{"groupVersion": "events.k8s.io/v1", "version": "v1"}],
-                "preferredVersion": {"groupVersion": "events.k8s.io/v1", "version": "v1"}}]}),
-        ),
-        ("GET", ["api", "v1"]) => Answer::Json(
-            200,
-            json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
-                {"name": "nodes", "singularName": "node", "namespaced": false, "kind": "Node",
-                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["no"]},
-                {"name": "nodes/status", "singularName": "", "namespaced": false, "kind": "Node",
-                 "verbs": ["get", "patch", "update"]}]}),
-        ),
-        ("GET", ["apis", "events.k8s.io", "v1"]) => Answer::Json(
-            200,
-            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "events.k8s.io/v1", "resources": [
-                {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event",
-                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": ["ev"]}]}),
-        ),
-        ("GET", ["api", "v1", "nodes"]) => list_or_watch(state, request),
-        ("GET", ["api", "v1", "nodes", name]) => match state.view.nodes.get(*name) {
-            Some(node) => Answer::Json(200, node.clone()),
-            None => Answer::Json(404, status(404, "NotFound", &format!("nodes \"{name}\" not found"))),
-        },
-        ("PATCH", ["api", "v1", "nodes", name]) => patch_node(state, name, request, false),
-        ("PATCH", ["api", "v1", "nodes", name, "status"]) => patch_node(state, name, request, true),
-        ("POST", ["apis", "events.k8s.io", "v1", "namespaces", namespace, "events"]) => {
-            create_event(state, namespace, request)
-        }
-        ("PATCH", ["apis", "events.k8s.io", "v1", "namespaces", namespace, "events", name]) => {
-            patch_event(state, namespace, name, request)
-        }
-        ("GET", ["apis", "events.k8s.io", "v1", "namespaces", _, "events"]) => {
-            let items = state.view.events.clone();
-            Answer::Json(
-                200,
-                json!({"kind": "EventList", "apiVersion": "events.k8s.io/v1",
-                       "metadata": {"resourceVersion": state.rv.to_string()}, "items": items}),
-            )
-        }
-        _ => Answer::Json(404, status(404, "NotFound", &format!("the server could not find {}", request.path))),
+    if initial && matching != Some("NotOlderThan") {
+        return invalid(
+            "resourceVersionMatch",
+            "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        );
     }
+    if !initial && matching.is_some() {
+        return invalid(
+            "resourceVersionMatch",
+            "Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        );
+    }
+    let start = match request.param("resourceVersion") {
+        _ if initial => Start::Stream,
+        None | Some("0") => Start::Now,
+        Some(rv) => match rv.parse::<u64>() {
+            Ok(rv) => Start::After(rv),
+            Err(_) => return ApiError::bad_request(&format!("invalid resource version: {rv:?}")).into(),
+        },
+    };
+    let timeout = request.param("timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(290);
+    let (id, rx) = register(view, c, filter, start, bookmarks, false);
+    Answer::Watch(Stream {
+        c,
+        id,
+        rx,
+        timeout: Duration::from_secs(timeout),
+        metadata_only: request.accept.contains("as=PartialObjectMetadata"),
+        kind: ty.kind.clone(),
+        api_version: ty.api_version(),
+    })
 }

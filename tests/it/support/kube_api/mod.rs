@@ -1,21 +1,45 @@
 //! An in-process Kubernetes API server for tests, since no real one can be installed here. It
-//! speaks the real HTTP/JSON wire format for what node agents and kubectl use: discovery (`/api`,
-//! `/apis`, resource lists), Nodes (get; list with `fieldSelector` and a list resourceVersion;
-//! watch from a resourceVersion with chunked JSON events, `BOOKMARK`s when asked for, and
-//! `410 Gone` (an `ERROR` event with an `Expired` Status) for a resourceVersion older than its
-//! history), merge, strategic merge (conditions and addresses merged by `type`) and apply
-//! patches, the status subresource (a main-resource patch cannot change `status`, a status patch
-//! changes nothing else), `metadata.resourceVersion` preconditions (409), no-op patches that do
-//! not bump the resourceVersion, and events.k8s.io/v1 Events (create, patch). Faults on demand:
-//! 409 Conflict for the next requests to a path, watches cut mid-stream, history expired.
+//! speaks the real HTTP/JSON wire format to kube-rs clients and kubectl, for what node agents and
+//! the rollout controller use:
+//!
+//! - discovery (`/version`, `/api`, `/apis`, groups and resource lists, and aggregated discovery
+//!   `apidiscovery.k8s.io/v2` when asked for);
+//! - Nodes (with their status subresource), events.k8s.io/v1 Events, coordination.k8s.io/v1
+//!   Leases, CustomResourceDefinitions (creating one serves its resources at once) and any
+//!   custom resource (cluster-scoped or namespaced, with the status subresource and
+//!   `metadata.generation`);
+//! - get, create, replace, patch (merge, strategic merge for built-in kinds, JSON patch,
+//!   server-side apply with field ownership and conflicts) and delete (preconditions,
+//!   finalizers), with `dryRun=All`; a stale `metadata.resourceVersion` is a 409 Conflict on
+//!   every kind, a no-op write keeps the resourceVersion (`store.rs`, `apply.rs`, `patch.rs`);
+//! - lists with label and field selectors, `limit`/`continue` pagination and
+//!   `remainingItemCount`, metadata-only lists (`list.rs`, `selector.rs`);
+//! - watches from a resourceVersion or with initial events (`sendInitialEvents` too), selectors,
+//!   BOOKMARKs, `410 Gone` for a resourceVersion older than the kept events, metadata-only
+//!   watches (`watch.rs`);
+//! - failures as `Status` objects with the real reasons and messages (`errors.rs`).
+//!
+//! Tests see every request (verb, resource, user agent, body) and a history of every write
+//! (`history.rs`) to assert guarantees at every instant, and drive simulated clients through a
+//! direct API that goes through the same rules and notifies the same watches (`direct.rs`).
+//! Faults on demand: 409 Conflict for the next requests to a path, watches cut mid-stream,
+//! history expired.
 //!
 //! Not modelled: authentication and authorization (every request is allowed and its verb and
-//! resource recorded, so tests can check an RBAC manifest against what was used), protobuf, field
-//! ownership in server-side apply (an apply merges like a merge patch), pagination (lists fit one
-//! page), and objects other than Nodes and Events.
+//! resource recorded, so tests can check an RBAC manifest against what was used), protobuf and
+//! CBOR, `metadata.managedFields` in served objects (ownership is kept beside them), Table
+//! output, namespaces as objects, deletecollection, `resourceVersionMatch=Exact` for anything
+//! but the current resourceVersion, and admission or schema validation of custom resources.
 
+mod apply;
+mod direct;
+mod errors;
+mod history;
 mod http;
+mod list;
 mod patch;
+mod resources;
+mod selector;
 mod store;
 mod watch;
 
@@ -25,10 +49,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
+pub use errors::ApiError;
+pub use history::{History, Replay, Step, Write, count_requests};
 pub use patch::strategic;
-use store::store;
+pub use resources::{PrinterColumn, ResourceType};
+pub use selector::{FieldSelector, Filter, LabelSelector};
+pub use store::PatchBody;
+pub use watch::{Subscription, WatchEvent};
+
+use list::Snapshot;
+use store::Store;
+use watch::Message;
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
@@ -37,6 +70,9 @@ pub struct Request {
     pub path: String,
     pub query: BTreeMap<String, String>,
     pub content_type: String,
+    /// The User-Agent header ("" when none was sent).
+    pub user_agent: String,
+    pub accept: String,
     pub body: Option<Value>,
     /// The answer's status code (200 for a watch that started).
     pub status: u16,
@@ -76,41 +112,96 @@ impl Request {
     }
 }
 
-/// What tests look at.
-#[derive(Default)]
+/// What tests look at: the objects, the requests, the watches and the history. Everything the
+/// server holds sits behind one lock, taken briefly per request or direct write.
 pub struct View {
-    pub nodes: BTreeMap<String, Value>,
-    pub events: Vec<Value>,
+    store: Store,
     pub requests: Vec<Request>,
-    /// Watches open now.
+    /// Watches open now (HTTP).
     pub watching: usize,
-    /// Watches ever started.
+    /// Watches ever started (HTTP).
     pub watches_started: usize,
-}
-
-#[derive(Default)]
-pub(super) struct State {
-    pub(super) view: View,
-    pub(super) rv: u64,
-    /// (resourceVersion, type, object) of every Node change still in the history.
-    pub(super) history: Vec<(u64, &'static str, Value)>,
-    /// Watches from a resourceVersion below this get 410.
-    pub(super) oldest: u64,
-    /// Bumped to cut every open watch (no terminating chunk).
-    pub(super) cut: u64,
-    /// Bumped to send 410 to every open watch.
-    pub(super) expired: u64,
-    /// Bumped to send a BOOKMARK to every open watch that allows them.
-    pub(super) bookmarks: u64,
+    snapshots: BTreeMap<u64, Snapshot>,
+    next_snapshot: u64,
+    next_watch: u64,
     /// (method, path) → how many more requests answer 409.
-    pub(super) conflicts: HashMap<(String, String), usize>,
-    pub(super) next_uid: u64,
-    pub(super) closing: bool,
+    conflicts: HashMap<(String, String), usize>,
+    closing: bool,
 }
 
-pub(super) struct Shared {
-    pub(super) state: Mutex<State>,
-    pub(super) changed: Condvar,
+static NO_OBJECTS: BTreeMap<String, Arc<Value>> = BTreeMap::new();
+
+impl View {
+    /// The objects of `resource` (`nodes`, `leases.coordination.k8s.io`, ...), by `name` or
+    /// `namespace/name`.
+    pub fn objects(&self, resource: &str) -> &BTreeMap<String, Arc<Value>> {
+        match self.store.find(resource) {
+            Some(c) => &self.store.collections[c].objects,
+            None => &NO_OBJECTS,
+        }
+    }
+
+    pub fn nodes(&self) -> &BTreeMap<String, Arc<Value>> {
+        self.objects("nodes")
+    }
+
+    /// The Events, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        let Some(c) = self.store.find("events.events.k8s.io") else { return Vec::new() };
+        let collection = &self.store.collections[c];
+        let mut events: Vec<(u64, &Arc<Value>)> = collection
+            .objects
+            .iter()
+            .map(|(key, object)| (collection.meta.get(key).map(|m| m.created).unwrap_or(0), object))
+            .collect();
+        events.sort_by_key(|(created, _)| *created);
+        events.into_iter().map(|(_, e)| (**e).clone()).collect()
+    }
+
+    /// The current resourceVersion (of the last write).
+    pub fn resource_version(&self) -> u64 {
+        self.store.rv
+    }
+
+    pub fn history(&self) -> History {
+        History { writes: self.store.history.clone() }
+    }
+
+    /// Requests by `(verb, resource)` (see `Request::rbac`).
+    pub fn request_counts(&self) -> BTreeMap<(String, String), usize> {
+        count_requests(&self.requests)
+    }
+
+    /// Requests by `(verb, resource)` from one User-Agent.
+    pub fn request_counts_by(&self, user_agent: &str) -> BTreeMap<(String, String), usize> {
+        count_requests(self.requests.iter().filter(|r| r.user_agent == user_agent))
+    }
+
+    /// The field managers of an object: `(manager, by apply, subresource, fields owned)`.
+    pub fn managers(&self, resource: &str, key: &str) -> Vec<(String, bool, String, usize)> {
+        let Some(c) = self.store.find(resource) else { return Vec::new() };
+        self.store.collections[c].meta.get(key).map(|m| m.owners.summary()).unwrap_or_default()
+    }
+
+    /// Sends `message` (made per watch) to the HTTP watches, and drops them when `end`.
+    fn to_http_watches(&mut self, mut message: impl FnMut(&watch::Watcher) -> Option<Message>, end: bool) {
+        for collection in &mut self.store.collections {
+            collection.watchers.retain(|w| {
+                if w.direct {
+                    return true;
+                }
+                if let Some(m) = message(w) {
+                    let _ = w.tx.send(m);
+                }
+                !end
+            });
+        }
+    }
+}
+
+struct Shared {
+    state: Mutex<View>,
+    changed: Condvar,
 }
 
 pub struct KubeApi {
@@ -128,13 +219,23 @@ impl KubeApi {
     pub fn start_on(port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("binding 127.0.0.1");
         let port = listener.local_addr().unwrap().port();
-        let shared =
-            Arc::new(Shared { state: Mutex::new(State { rv: 100, ..State::default() }), changed: Condvar::new() });
+        let view = View {
+            store: Store::new(resources::builtins()),
+            requests: Vec::new(),
+            watching: 0,
+            watches_started: 0,
+            snapshots: BTreeMap::new(),
+            next_snapshot: 0,
+            next_watch: 0,
+            conflicts: HashMap::new(),
+            closing: false,
+        };
+        let shared = Arc::new(Shared { state: Mutex::new(view), changed: Condvar::new() });
         super::accept_connections(&listener, shared.clone(), |s| s.state.lock().unwrap().closing, http::serve);
         KubeApi { port, shared, listener }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, View> {
         self.shared.state.lock().unwrap()
     }
 
@@ -147,62 +248,25 @@ impl KubeApi {
         kubeconfig(dir, &self.url())
     }
 
-    /// Registers a Node as the kubelet would (Ready, with node info).
-    pub fn add_node(&self, name: &str) {
-        let mut state = self.state();
-        state.next_uid += 1;
-        let uid = format!("00000000-0000-4000-8000-{:012}", state.next_uid);
-        let node = json!({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "uid": uid,
-                "creationTimestamp": "2026-11-21T00:00:00Z",
-                "labels": { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux" },
-                "annotations": { "node.alpha.kubernetes.io/ttl": "0" },
-            },
-            "spec": { "podCIDR": "10.244.0.0/24" },
-            "status": {
-                "conditions": [{
-                    "type": "Ready", "status": "True", "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status",
-                    "lastHeartbeatTime": "2026-11-21T00:00:00Z", "lastTransitionTime": "2026-11-21T00:00:00Z",
-                }],
-                "addresses": [{ "type": "InternalIP", "address": "192.0.2.10" }, { "type": "Hostname", "address": name }],
-                "nodeInfo": { "kubeletVersion": "v1.32.3", "architecture": "amd64", "operatingSystem": "linux" },
-            },
-        });
-        store(&mut state, name, node, "ADDED");
-        self.shared.changed.notify_all();
+    /// Serves a custom resource type (as a CRD would; see also `install_crd`).
+    pub fn add_custom_resource(&self, ty: ResourceType) {
+        self.state().store.register(ty);
     }
 
-    /// Sets (or with None removes) an annotation, as `kubectl annotate` would.
-    pub fn annotate(&self, node: &str, key: &str, value: Option<&str>) {
-        let mut state = self.state();
-        let mut object = state.view.nodes.get(node).cloned().expect("a known node");
-        let annotations = object["metadata"].as_object_mut().unwrap().entry("annotations").or_insert(json!({}));
-        match value {
-            Some(v) => annotations[key] = json!(v),
-            None => {
-                annotations.as_object_mut().unwrap().remove(key);
-            }
-        }
-        store(&mut state, node, object, "MODIFIED");
-        self.shared.changed.notify_all();
+    /// How many events per resource type watches can resume from (default 50,000): a watch
+    /// from an older resourceVersion gets 410 Gone.
+    pub fn set_event_log_capacity(&self, events: usize) {
+        self.state().store.log_capacity = events.max(1);
     }
 
-    /// Sets `spec.unschedulable` as `kubectl cordon` would.
-    pub fn set_unschedulable(&self, node: &str, unschedulable: bool) {
-        let mut state = self.state();
-        let mut object = state.view.nodes.get(node).cloned().expect("a known node");
-        object["spec"]["unschedulable"] = json!(unschedulable);
-        store(&mut state, node, object, "MODIFIED");
-        self.shared.changed.notify_all();
+    /// Whether writes are recorded in the history (on by default; off saves memory at scale).
+    pub fn record_history(&self, on: bool) {
+        self.state().store.record_history = on;
     }
 
-    pub fn node(&self, name: &str) -> Value {
-        self.state().view.nodes.get(name).cloned().expect("a known node")
+    /// Every write so far.
+    pub fn history(&self) -> History {
+        self.state().history()
     }
 
     /// The next `count` requests `method path` answer 409 Conflict.
@@ -210,25 +274,34 @@ impl KubeApi {
         self.state().conflicts.insert((method.to_string(), path.to_string()), count);
     }
 
-    /// Cuts every open watch mid-stream (the connection closes without the final chunk).
+    /// Cuts every open HTTP watch mid-stream (the connection closes without the final chunk).
     pub fn cut_watches(&self) {
-        self.state().cut += 1;
+        self.state().to_http_watches(|_| Some(Message::Cut), true);
         self.shared.changed.notify_all();
     }
 
-    /// Compacts the history: open watches get an `ERROR` 410 event and end, and a watch from any
-    /// resourceVersion seen so far gets 410, so clients must list again.
+    /// Compacts the history: open watches get an `ERROR` 410 event and end, and a watch (or a
+    /// list's continue token) from any resourceVersion seen so far gets 410, so clients must
+    /// list again.
     pub fn expire(&self) {
         let mut state = self.state();
-        state.expired += 1;
-        state.oldest = state.rv + 1;
-        state.history.clear();
+        let rv = state.store.rv;
+        state.to_http_watches(|_| Some(Message::Expired(ApiError::expired("too old resource version"))), true);
+        for collection in &mut state.store.collections {
+            collection.log.clear();
+            collection.complete_after = rv + 1;
+        }
+        state.snapshots.clear();
+        drop(state);
         self.shared.changed.notify_all();
     }
 
     /// Sends a BOOKMARK with the current resourceVersion to watches that allow them.
     pub fn bookmark(&self) {
-        self.state().bookmarks += 1;
+        let mut state = self.state();
+        let rv = state.store.rv;
+        state.to_http_watches(|w| w.bookmarks.then_some(Message::Bookmark { rv, initial_events_end: false }), false);
+        drop(state);
         self.shared.changed.notify_all();
     }
 
@@ -238,21 +311,21 @@ impl KubeApi {
         let deadline = Instant::now() + timeout;
         let mut state = self.state();
         loop {
-            if let Some(found) = check(&state.view) {
+            if let Some(found) = check(&state) {
                 return found;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 let requests: Vec<String> = state
-                    .view
                     .requests
                     .iter()
                     .map(|r| format!("{} {} {:?} -> {}", r.method, r.path, r.query, r.status))
                     .collect();
+                let nodes: BTreeMap<&String, &Value> = state.nodes().iter().map(|(k, v)| (k, &**v)).collect();
                 panic!(
                     "timed out waiting for {what}\nnodes: {:#}\nevents: {:#}\nrequests:\n{}",
-                    json!(state.view.nodes),
-                    json!(state.view.events),
+                    serde_json::json!(nodes),
+                    Value::Array(state.events()),
                     requests.join("\n")
                 );
             }
@@ -262,7 +335,7 @@ impl KubeApi {
 
     /// Runs `read` on the current view.
     pub fn with<T>(&self, read: impl FnOnce(&View) -> T) -> T {
-        read(&self.state().view)
+        read(&self.state())
     }
 }
 
@@ -279,7 +352,10 @@ pub fn kubeconfig(dir: &Path, url: &str) -> PathBuf {
 
 impl Drop for KubeApi {
     fn drop(&mut self) {
-        self.state().closing = true;
+        let mut state = self.state();
+        state.closing = true;
+        state.to_http_watches(|_| Some(Message::Cut), true);
+        drop(state);
         self.shared.changed.notify_all();
         let _ = self.listener.set_nonblocking(true);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
