@@ -248,6 +248,16 @@ impl KubeApi {
         kubeconfig(dir, &self.url())
     }
 
+    /// A kube-rs client for this server, sending `user_agent` as its User-Agent (which the
+    /// history and the request counts name it by). Call it inside a tokio runtime: the client
+    /// spawns its buffer task.
+    pub fn kube_client(&self, user_agent: &str) -> kube::Client {
+        let mut config = kube::Config::new(self.url().parse().expect("the server's URL"));
+        let agent = reqwest::header::HeaderValue::from_str(user_agent).expect("a User-Agent header value");
+        config.headers.push((reqwest::header::USER_AGENT, agent));
+        kube::Client::try_from(config).expect("a kube client")
+    }
+
     /// Serves a custom resource type (as a CRD would; see also `install_crd`).
     pub fn add_custom_resource(&self, ty: ResourceType) {
         self.state().store.register(ty);
