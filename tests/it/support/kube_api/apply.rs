@@ -88,6 +88,70 @@ fn walk(ty: &ResourceType, value: &Value, path: &mut FieldPath, dotted: &str, ou
     }
 }
 
+/// The fields that differ between `before` and `after` (at `path`): set or changed in `after`,
+/// or gone from it.
+fn diff(
+    ty: &ResourceType,
+    before: &Value,
+    after: &Value,
+    path: &mut FieldPath,
+    dotted: &str,
+    changed: &mut Vec<FieldPath>,
+    removed: &mut Vec<FieldPath>,
+) {
+    if before == after {
+        return;
+    }
+    let all = |value: &Value, path: &mut FieldPath, dotted: &str, out: &mut Vec<FieldPath>| {
+        let mut found = Vec::new();
+        walk(ty, value, path, dotted, &mut found);
+        out.extend(found.into_iter().map(|(p, _)| p));
+    };
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) if !b.is_empty() && !a.is_empty() => {
+            for (key, old) in b {
+                let here = if dotted.is_empty() { key.clone() } else { format!("{dotted}.{key}") };
+                path.push(format!(".{key}"));
+                match a.get(key) {
+                    Some(new) => diff(ty, old, new, path, &here, changed, removed),
+                    None => all(old, path, &here, removed),
+                }
+                path.pop();
+            }
+            for (key, new) in a.iter().filter(|(k, _)| !b.contains_key(*k)) {
+                let here = if dotted.is_empty() { key.clone() } else { format!("{dotted}.{key}") };
+                path.push(format!(".{key}"));
+                all(new, path, &here, changed);
+                path.pop();
+            }
+        }
+        (Value::Array(b), Value::Array(a)) if ty.list_key(dotted).is_some() => {
+            let key = ty.list_key(dotted).unwrap();
+            for old in b {
+                path.push(format!("[{key}={}]", old[key]));
+                match a.iter().find(|new| new[key] == old[key]) {
+                    Some(new) => diff(ty, old, new, path, dotted, changed, removed),
+                    None => all(old, path, dotted, removed),
+                }
+                path.pop();
+            }
+            for new in a.iter().filter(|new| !b.iter().any(|old| old[key] == new[key])) {
+                path.push(format!("[{key}={}]", new[key]));
+                all(new, path, dotted, changed);
+                path.pop();
+            }
+        }
+        (before, after) => {
+            if !before.is_null() {
+                all(before, path, dotted, removed);
+            }
+            if !after.is_null() {
+                all(after, path, dotted, changed);
+            }
+        }
+    }
+}
+
 fn get<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut at = value;
     for segment in path {
@@ -193,16 +257,17 @@ fn merge_applied(ty: &ResourceType, target: &mut Value, applied: &Value, dotted:
 
 impl Ownership {
     /// Records a write that is not an apply: the fields it changed or added now belong to
-    /// `manager` alone; the ones it removed to nobody.
+    /// `manager` alone; the ones it removed to nobody. Only the parts that differ are walked.
     pub fn update(&mut self, ty: &ResourceType, manager: &str, subresource: &str, before: &Value, after: &Value) {
-        let old: BTreeMap<FieldPath, Value> = fields(ty, before).into_iter().collect();
-        let new = fields(ty, after);
-        let new_paths: BTreeSet<&FieldPath> = new.iter().map(|(p, _)| p).collect();
-        let gone: Vec<&FieldPath> = old.keys().filter(|p| !new_paths.contains(p)).collect();
-        let changed: Vec<FieldPath> =
-            new.iter().filter(|(p, v)| old.get(p) != Some(v)).map(|(p, _)| p.clone()).collect();
+        let (mut changed, mut removed) = (Vec::new(), Vec::new());
+        diff(ty, before, after, &mut Vec::new(), "", &mut changed, &mut removed);
+        changed.retain(|p| !system_field(p));
+        removed.retain(|p| !system_field(p));
+        if changed.is_empty() && removed.is_empty() {
+            return;
+        }
         for set in self.0.values_mut() {
-            for path in gone.iter().copied().chain(changed.iter()) {
+            for path in changed.iter().chain(&removed) {
                 set.remove(path);
             }
         }

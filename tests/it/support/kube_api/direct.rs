@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::errors::ApiError;
 use super::selector::Filter;
-use super::store::{Action, Op, PatchBody};
 use super::watch::{Start, Subscription, register};
+use super::write::{Action, Op, PatchBody};
 use super::{KubeApi, ResourceType};
 
 /// The client name of the convenience calls (`add_node`, `annotate`, ...).

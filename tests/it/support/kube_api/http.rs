@@ -14,8 +14,9 @@ use super::errors::ApiError;
 use super::list::{ListAnswer, list};
 use super::resources::{ResourceType, aggregated, core_versions, group_document, group_list, resource_list};
 use super::selector::Filter;
-use super::store::{Action, Op, PatchBody, key};
+use super::store::key;
 use super::watch::{Start, Stream, partial, register, stream};
+use super::write::{Action, Op, PatchBody};
 use super::{Request, Shared, View};
 
 /// An answer, serialized once the lock is released.

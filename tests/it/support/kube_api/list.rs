@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::View;
 use super::errors::ApiError;
 use super::selector::Filter;
+use super::store::Store;
 use super::watch::partial;
 
 /// The pages of one list, kept for its continue tokens.
@@ -71,7 +72,7 @@ pub(super) fn list(
             (rv, snapshot.items.clone(), position)
         }
         None => {
-            super::store::check_list_version(&view.store, query)?;
+            check_list_version(&view.store, query)?;
             let collection = &view.store.collections[c];
             let items: Vec<(String, Arc<Value>)> = collection
                 .objects
@@ -151,5 +152,39 @@ impl ListAnswer {
         }
         out.extend_from_slice(b"]}");
         out
+    }
+}
+
+/// `Ok` for a list's resourceVersion parameters, else the answer the server gives.
+fn check_list_version(store: &Store, query: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    let rv = query.get("resourceVersion").filter(|v| !v.is_empty());
+    let matching = query.get("resourceVersionMatch").filter(|v| !v.is_empty());
+    match (rv, matching.map(String::as_str)) {
+        (None, Some(_)) => Err(ApiError::invalid(
+            "ListOptions",
+            "meta.k8s.io",
+            "",
+            "resourceVersionMatch",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )),
+        (None, None) => Ok(()),
+        (Some(rv), matching) => {
+            let Ok(n) = rv.parse::<u64>() else {
+                return Err(ApiError::bad_request(&format!("invalid resource version: {rv:?}")));
+            };
+            if n > store.rv {
+                let mut error =
+                    ApiError::new(504, "Timeout", &format!("Too large resource version: {n}, current: {}", store.rv));
+                error.status["details"] = json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1});
+                return Err(error);
+            }
+            match matching {
+                Some("Exact") if n != store.rv => {
+                    Err(ApiError::expired(&format!("The resourceVersion for the provided list is too old: {n}")))
+                }
+                Some("Exact") | Some("NotOlderThan") | None => Ok(()),
+                Some(other) => Err(ApiError::bad_request(&format!("unsupported resourceVersionMatch {other:?}"))),
+            }
+        }
     }
 }

@@ -42,6 +42,7 @@ mod resources;
 mod selector;
 mod store;
 mod watch;
+mod write;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{TcpListener, TcpStream};
@@ -51,13 +52,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use errors::ApiError;
-pub use history::{History, Replay, Step, Write, count_requests};
-pub use patch::strategic;
-pub use resources::{PrinterColumn, ResourceType};
-pub use selector::{FieldSelector, Filter, LabelSelector};
-pub use store::PatchBody;
-pub use watch::{Subscription, WatchEvent};
+// The model's public API for the fleet and controller tests (not all of it is used yet).
+#[allow(unused_imports)]
+pub use self::{
+    errors::ApiError,
+    history::{History, Replay, Step, Write, count_requests},
+    patch::strategic,
+    resources::{PrinterColumn, ResourceType},
+    selector::{FieldSelector, Filter, LabelSelector},
+    watch::{Subscription, WatchEvent},
+    write::PatchBody,
+};
 
 use list::Snapshot;
 use store::Store;

@@ -2,6 +2,8 @@
 //! with the API server's semantics: `key!=v` and `key notin (...)` also match objects without
 //! the label; a field selector names only the fields the kind supports.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 use super::errors::ApiError;
@@ -159,7 +161,7 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, object: &Value) -> bool {
-        self.0.iter().all(|(field, equal, value)| (field_value(object, field) == *value) == *equal)
+        self.0.iter().all(|(field, equal, value)| (field_value(object, field) == value.as_str()) == *equal)
     }
 }
 
@@ -174,17 +176,17 @@ fn supported_field(kind: &str, field: &str) -> bool {
 }
 
 /// A field as the field selector compares it: text, `false` for an unset boolean.
-fn field_value(object: &Value, field: &str) -> String {
+fn field_value<'a>(object: &'a Value, field: &str) -> Cow<'a, str> {
     let mut at = object;
     for part in field.split('.') {
         at = &at[part];
     }
     match at {
-        Value::String(s) => s.clone(),
-        Value::Bool(b) => b.to_string(),
-        Value::Null if field == "spec.unschedulable" => "false".into(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Bool(b) => Cow::Owned(b.to_string()),
+        Value::Null if field == "spec.unschedulable" => Cow::Borrowed("false"),
+        Value::Null => Cow::Borrowed(""),
+        other => Cow::Owned(other.to_string()),
     }
 }
 

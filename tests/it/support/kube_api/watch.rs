@@ -7,6 +7,7 @@
 //! older than the kept events; metadata-only objects when asked for. Each watch has a channel
 //! that writes fill as they happen (no polling); the write path only filters and sends.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -17,7 +18,6 @@ use serde_json::{Value, json};
 
 use super::errors::ApiError;
 use super::selector::Filter;
-use super::store::Collection;
 use super::{Shared, View};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,13 +90,49 @@ pub(super) struct Watcher {
     pub tx: Sender<Message>,
 }
 
-impl Collection {
+/// The watches of one resource type; the ones pinned to one name (`metadata.name=N`, as each
+/// agent watches its own Node) are found by that name, so a write costs nothing for the others.
+#[derive(Default)]
+pub(super) struct Watchers {
+    any: Vec<Watcher>,
+    pinned: HashMap<String, Vec<Watcher>>,
+}
+
+impl Watchers {
+    pub fn add(&mut self, watcher: Watcher) {
+        match watcher.filter.fields.name() {
+            Some(name) => self.pinned.entry(name.to_string()).or_default().push(watcher),
+            None => self.any.push(watcher),
+        }
+    }
+
+    pub fn remove(&mut self, id: u64) {
+        self.retain(|w| w.id != id);
+    }
+
+    /// Keeps the watches `keep` says to keep.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Watcher) -> bool) {
+        self.any.retain(&mut keep);
+        self.pinned.retain(|_, list| {
+            list.retain(&mut keep);
+            !list.is_empty()
+        });
+    }
+
     /// Sends `event` to every watch it concerns, forgetting the ones that ended.
     pub fn dispatch(&mut self, event: &Arc<Event>) {
-        self.watchers.retain(|w| match event.seen_by(&w.filter) {
+        let send = |w: &Watcher| match event.seen_by(&w.filter) {
             Some(type_) => w.tx.send(Message::Event(event.clone(), type_)).is_ok(),
             None => true,
-        });
+        };
+        self.any.retain(send);
+        let name = event.object["metadata"]["name"].as_str().unwrap_or_default();
+        if let Some(list) = self.pinned.get_mut(name) {
+            list.retain(send);
+            if list.is_empty() {
+                self.pinned.remove(name);
+            }
+        }
     }
 }
 
@@ -156,14 +192,14 @@ pub(super) fn register(
             }
         }
     }
-    collection.watchers.push(Watcher { id, filter, bookmarks, direct, tx });
+    collection.watchers.add(Watcher { id, filter, bookmarks, direct, tx });
     (id, rx)
 }
 
 /// Ends watch `id` on collection `c` (if a fault did not end it already).
 pub(super) fn unregister(view: &mut View, c: usize, id: u64) {
     if let Some(collection) = view.store.collections.get_mut(c) {
-        collection.watchers.retain(|w| w.id != id);
+        collection.watchers.remove(id);
     }
 }
 
