@@ -533,9 +533,12 @@ fn the_history_replays_every_instant_and_counts_writes() {
 }
 
 #[test]
-fn a_crd_applied_with_kubectl_serves_its_resource() {
+fn a_crd_applied_with_kubectl_serves_its_resource_and_printer_columns() {
     if std::process::Command::new("kubectl").arg("version").arg("--client").output().is_err() {
-        crate::support::skip("a_crd_applied_with_kubectl_serves_its_resource", "kubectl is not installed");
+        crate::support::skip(
+            "a_crd_applied_with_kubectl_serves_its_resource_and_printer_columns",
+            "kubectl is not installed",
+        );
         return;
     }
     let api = KubeApi::start();
@@ -571,6 +574,11 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Version, type: string, jsonPath: .spec.version}
+    - {name: Phase, type: string, jsonPath: .status.phase}
+    - {name: Halted, type: string, jsonPath: '.status.conditions[?(@.type=="Halted")].reason', priority: 1}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
     schema:
       openAPIV3Schema:
         type: object

@@ -15,6 +15,7 @@ use super::list::{ListAnswer, list};
 use super::resources::{ResourceType, aggregated, core_versions, group_document, group_list, resource_list};
 use super::selector::Filter;
 use super::store::key;
+use super::table;
 use super::watch::{Start, Stream, partial, register, stream};
 use super::write::{Action, Op, PatchBody};
 use super::{Request, Shared, View};
@@ -27,6 +28,8 @@ pub(super) enum Answer {
     List(ListAnswer),
     /// Aggregated discovery, with its own content type.
     Discovery(Value),
+    /// Server-side printing of these objects.
+    Table(ResourceType, Value, Vec<Arc<Value>>),
     Watch(Stream),
 }
 
@@ -178,7 +181,7 @@ pub(super) fn serve(connection: TcpStream, shared: &Shared) {
             let answer = route(&mut view, &request, body);
             let status = match &answer {
                 Answer::Json(code, _) | Answer::Object(code, _, _) => *code,
-                Answer::List(_) | Answer::Discovery(_) | Answer::Watch(_) => 200,
+                Answer::List(_) | Answer::Discovery(_) | Answer::Table(..) | Answer::Watch(_) => 200,
             };
             if matches!(answer, Answer::Watch(_)) {
                 view.watching += 1;
@@ -208,6 +211,9 @@ pub(super) fn serve(connection: TcpStream, shared: &Shared) {
                 (code, "application/json", serde_json::to_vec(&partial(&object)).unwrap())
             }
             Answer::List(list) => (200, "application/json", list.to_bytes()),
+            Answer::Table(ty, metadata, items) => {
+                (200, "application/json", serde_json::to_vec(&table::table(&ty, &metadata, &items)).unwrap())
+            }
             Answer::Discovery(value) => (
                 200,
                 "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
@@ -323,6 +329,10 @@ fn resource(view: &mut View, request: &Incoming, segments: &[&str], body: Option
             let metadata_only = request.accept.contains("as=PartialObjectMetadata");
             let collection = &view.store.collections[c];
             return match collection.objects.get(&key(namespace.as_deref(), &name)) {
+                Some(object) if table::wanted(&request.accept) => {
+                    let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
+                    Answer::Table(ty, metadata, vec![object.clone()])
+                }
                 Some(object) => Answer::Object(200, object.clone(), metadata_only),
                 None => ApiError::not_found(&ty, &name).into(),
             };
@@ -415,6 +425,7 @@ fn collection(view: &mut View, c: usize, ty: &ResourceType, namespace: Option<&s
     if !request.flag("watch") {
         let metadata_only = request.accept.contains("as=PartialObjectMetadataList");
         return match list(view, c, &filter, &request.query, metadata_only) {
+            Ok(list) if table::wanted(&request.accept) => Answer::Table(ty.clone(), list.metadata, list.items),
             Ok(list) => Answer::List(list),
             Err(e) => e.into(),
         };

@@ -17,6 +17,7 @@
 //! - watches from a resourceVersion or with initial events (`sendInitialEvents` too), selectors,
 //!   BOOKMARKs, `410 Gone` for a resourceVersion older than the kept events, metadata-only
 //!   watches (`watch.rs`);
+//! - server-side printing for `kubectl get` (Tables with a CRD's printer columns, `table.rs`);
 //! - failures as `Status` objects with the real reasons and messages (`errors.rs`).
 //!
 //! Tests see every request (verb, resource, user agent, body) and a history of every write
@@ -27,8 +28,8 @@
 //!
 //! Not modelled: authentication and authorization (every request is allowed and its verb and
 //! resource recorded, so tests can check an RBAC manifest against what was used), protobuf and
-//! CBOR, `metadata.managedFields` in served objects (ownership is kept beside them), Table
-//! output, namespaces as objects, deletecollection, `resourceVersionMatch=Exact` for anything
+//! CBOR, `metadata.managedFields` in served objects (ownership is kept beside them), Tables
+//! in watches, namespaces as objects, deletecollection, `resourceVersionMatch=Exact` for anything
 //! but the current resourceVersion, and admission or schema validation of custom resources.
 
 mod apply;
@@ -41,6 +42,7 @@ mod patch;
 mod resources;
 mod selector;
 mod store;
+mod table;
 mod watch;
 mod write;
 

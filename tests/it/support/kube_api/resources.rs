@@ -10,6 +10,8 @@ pub struct PrinterColumn {
     pub name: String,
     pub type_: String,
     pub json_path: String,
+    /// 0: always shown; more: with `-o wide`.
+    pub priority: i64,
 }
 
 /// One resource: where it is served and how writes to it behave.
@@ -86,6 +88,7 @@ impl ResourceType {
                     name: c["name"].as_str().unwrap_or_default().into(),
                     type_: c["type"].as_str().unwrap_or("string").into(),
                     json_path: c["jsonPath"].as_str().unwrap_or_default().into(),
+                    priority: c["priority"].as_i64().unwrap_or(0),
                 })
                 .collect();
             out.push(ResourceType {
