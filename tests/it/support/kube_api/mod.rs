@@ -191,7 +191,7 @@ impl View {
     }
 
     /// Sends `message` (made per watch) to the HTTP watches, and drops them when `end`.
-    fn to_http_watches(&mut self, mut message: impl FnMut(&watch::Watcher) -> Option<Message>, end: bool) {
+    fn tell_http_watches(&mut self, mut message: impl FnMut(&watch::Watcher) -> Option<Message>, end: bool) {
         for collection in &mut self.store.collections {
             collection.watchers.retain(|w| {
                 if w.direct {
@@ -293,7 +293,7 @@ impl KubeApi {
 
     /// Cuts every open HTTP watch mid-stream (the connection closes without the final chunk).
     pub fn cut_watches(&self) {
-        self.state().to_http_watches(|_| Some(Message::Cut), true);
+        self.state().tell_http_watches(|_| Some(Message::Cut), true);
         self.shared.changed.notify_all();
     }
 
@@ -303,7 +303,7 @@ impl KubeApi {
     pub fn expire(&self) {
         let mut state = self.state();
         let rv = state.store.rv;
-        state.to_http_watches(|_| Some(Message::Expired(ApiError::expired("too old resource version"))), true);
+        state.tell_http_watches(|_| Some(Message::Expired(ApiError::expired("too old resource version"))), true);
         for collection in &mut state.store.collections {
             collection.log.clear();
             collection.complete_after = rv + 1;
@@ -317,7 +317,7 @@ impl KubeApi {
     pub fn bookmark(&self) {
         let mut state = self.state();
         let rv = state.store.rv;
-        state.to_http_watches(|w| w.bookmarks.then_some(Message::Bookmark { rv, initial_events_end: false }), false);
+        state.tell_http_watches(|w| w.bookmarks.then_some(Message::Bookmark { rv, initial_events_end: false }), false);
         drop(state);
         self.shared.changed.notify_all();
     }
@@ -371,7 +371,7 @@ impl Drop for KubeApi {
     fn drop(&mut self) {
         let mut state = self.state();
         state.closing = true;
-        state.to_http_watches(|_| Some(Message::Cut), true);
+        state.tell_http_watches(|_| Some(Message::Cut), true);
         drop(state);
         self.shared.changed.notify_all();
         let _ = self.listener.set_nonblocking(true);

@@ -170,10 +170,11 @@ fn strings(value: &Value) -> Vec<String> {
 
 /// Paths of `x-kubernetes-list-type: map` lists in a CRD schema, with their first key.
 fn list_maps_in(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
-    if schema["type"] == "array" && schema["x-kubernetes-list-type"] == "map" {
-        if let Some(key) = schema["x-kubernetes-list-map-keys"][0].as_str() {
-            out.push((path.to_string(), key.to_string()));
-        }
+    if schema["type"] == "array"
+        && schema["x-kubernetes-list-type"] == "map"
+        && let Some(key) = schema["x-kubernetes-list-map-keys"][0].as_str()
+    {
+        out.push((path.to_string(), key.to_string()));
     }
     if let Some(properties) = schema["properties"].as_object() {
         for (name, sub) in properties {
