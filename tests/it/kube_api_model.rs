@@ -306,6 +306,12 @@ fn watches_resume_from_a_resource_version_and_expire_with_410() {
         let Some(Ok(WatchEvent::Error(gone))) = old.next().await else { panic!("an ERROR event") };
         assert_eq!((gone.code, gone.reason.as_str()), (410, "Expired"));
         assert!(old.next().await.is_none(), "and the stream ends");
+        // a list made after it gives a resourceVersion to watch from, even with no write since
+        let relisted = nodes.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+        let mut fresh = nodes.watch(&WatchParams::default().timeout(5), &relisted).await.unwrap().boxed();
+        api.annotate("a", "after", Some("expiry"));
+        let Some(Ok(WatchEvent::Modified(node))) = fresh.next().await else { panic!("modified") };
+        assert_eq!(node.metadata.annotations.unwrap()["after"], "expiry");
     });
 
     // a bounded event log: a recent resourceVersion resumes, one older than it gets 410

@@ -202,7 +202,9 @@ pub(super) fn serve(connection: TcpStream, shared: &Shared) {
         shared.changed.notify_all();
         let (code, content_type, body) = match answer {
             Answer::Watch(watch) => {
-                stream(&mut writer, shared, watch);
+                if stream(&mut writer, shared, watch) {
+                    continue;
+                }
                 return;
             }
             Answer::Json(code, value) => (code, "application/json", serde_json::to_vec(&value).unwrap()),

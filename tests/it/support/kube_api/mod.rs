@@ -299,14 +299,16 @@ impl KubeApi {
 
     /// Compacts the history: open watches get an `ERROR` 410 event and end, and a watch (or a
     /// list's continue token) from any resourceVersion seen so far gets 410, so clients must
-    /// list again.
+    /// list again. The resourceVersion moves on by one (as writes to other kinds move etcd's
+    /// revision), so the list they make is one a watch can start from.
     pub fn expire(&self) {
         let mut state = self.state();
+        state.store.rv += 1;
         let rv = state.store.rv;
         state.tell_http_watches(|_| Some(Message::Expired(ApiError::expired("too old resource version"))), true);
         for collection in &mut state.store.collections {
             collection.log.clear();
-            collection.complete_after = rv + 1;
+            collection.complete_after = rv;
         }
         state.snapshots.clear();
         drop(state);

@@ -267,7 +267,9 @@ fn chunk(out: &mut Vec<u8>, line: &[u8]) {
 }
 
 /// Streams a watch until its timeout, a cut, an expiry or the server closing; then unregisters.
-pub(super) fn stream(writer: &mut TcpStream, shared: &Shared, stream: Stream) {
+/// True when the response ended properly, so the connection serves the next request (as Go's
+/// server keeps it alive, and hyper's pool reuses it).
+pub(super) fn stream(writer: &mut TcpStream, shared: &Shared, stream: Stream) -> bool {
     let end = stream_events(writer, &stream);
     {
         let mut view = shared.state.lock().unwrap();
@@ -276,13 +278,12 @@ pub(super) fn stream(writer: &mut TcpStream, shared: &Shared, stream: Stream) {
     }
     shared.changed.notify_all();
     match end {
-        End::Finished => {
-            let _ = writer.write_all(b"0\r\n\r\n");
-        }
+        End::Finished => writer.write_all(b"0\r\n\r\n").and_then(|_| writer.flush()).is_ok(),
         End::Cut => {
             let _ = writer.shutdown(Shutdown::Both);
+            false
         }
-        End::Gone => {}
+        End::Gone => false,
     }
 }
 
