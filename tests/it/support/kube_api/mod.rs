@@ -11,7 +11,8 @@
 //! - get, create, replace, patch (merge, strategic merge for built-in kinds, JSON patch,
 //!   server-side apply with field ownership and conflicts) and delete (preconditions,
 //!   finalizers), with `dryRun=All`; a stale `metadata.resourceVersion` is a 409 Conflict on
-//!   every kind, a no-op write keeps the resourceVersion (`store.rs`, `apply.rs`, `patch.rs`);
+//!   every kind, a no-op write keeps the resourceVersion (`write.rs`, `apply.rs`, `patch.rs`;
+//!   `store.rs` holds the objects and commits every write);
 //! - lists with label and field selectors, `limit`/`continue` pagination and
 //!   `remainingItemCount`, metadata-only lists (`list.rs`, `selector.rs`);
 //! - watches from a resourceVersion or with initial events (`sendInitialEvents` too), selectors,
