@@ -14,6 +14,7 @@ mod container_image;
 mod create;
 mod examples;
 mod inspect;
+mod kube_api_model;
 mod node;
 mod publish;
 mod recipes;

@@ -22,16 +22,16 @@ const NODE: &str = "worker-1";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn annotation(view: &View, key: &str) -> Option<String> {
-    view.nodes.get(NODE)?["metadata"]["annotations"][key].as_str().map(str::to_string)
+    view.nodes().get(NODE)?["metadata"]["annotations"][key].as_str().map(str::to_string)
 }
 
 fn condition(view: &View) -> Option<Value> {
-    let conditions = view.nodes.get(NODE)?["status"]["conditions"].as_array()?;
+    let conditions = view.nodes().get(NODE)?["status"]["conditions"].as_array()?;
     conditions.iter().find(|c| c["type"] == "BakeryUpToDate").cloned()
 }
 
 fn reasons(view: &View) -> Vec<String> {
-    view.events.iter().map(|e| e["reason"].as_str().unwrap_or_default().to_string()).collect()
+    view.events().iter().map(|e| e["reason"].as_str().unwrap_or_default().to_string()).collect()
 }
 
 /// A release of the demo extension, a Node in the API server, and a node root.
@@ -249,13 +249,13 @@ fn a_target_is_staged_activated_and_reported() {
         (Some("UpToDate"), Some("demo v1.0.0 active as targeted"))
     );
     // the kubelet's conditions are untouched by the strategic merge
-    let ready = world.api.with(|v| v.nodes[NODE]["status"]["conditions"][0]["type"].clone());
+    let ready = world.api.with(|v| v.nodes()[NODE]["status"]["conditions"][0]["type"].clone());
     assert_eq!(ready, "Ready");
 
     // An upgrade: Events say what happened, on this Node, from bakery.
     world.api.annotate(NODE, "target.bakery.dev/demo", Some("v2.0.0"));
     world.wait_active("v2.0.0");
-    let events = world.api.with(|v| v.events.clone());
+    let events = world.api.with(|v| v.events());
     let uid = world.api.node(NODE)["metadata"]["uid"].clone();
     let summary: Vec<(String, String)> = events
         .iter()
@@ -459,7 +459,7 @@ fn bad_targets_are_reported_and_failures_end_in_failed_without_a_crash() {
             && message.contains("newest: v1.0.0"),
         "{message}"
     );
-    let failed = world.api.with(|v| v.events.iter().filter(|e| e["reason"] == "ExtensionFailed").count());
+    let failed = world.api.with(|v| v.events().iter().filter(|e| e["reason"] == "ExtensionFailed").count());
     assert_eq!(failed, 1);
     let sums = world.demo.server.hits("/release.example/ext/SHA256SUMS");
     assert!(agent.running(), "no crash:\n{}", agent.log());
@@ -607,7 +607,7 @@ fn the_unit_follows_targets_on_a_real_systemd_and_rolls_back(systemd: Systemd) {
     });
     assert!(message.contains("demo.service") && message.contains("rolled back to v1.0.0"), "{message}");
     assert_eq!(api.with(|v| annotation(v, "status.bakery.dev/demo")).as_deref(), Some("v1.0.0"));
-    let rolled = api.with(|v| v.events.iter().find(|e| e["reason"] == "ExtensionRolledBack").cloned()).unwrap();
+    let rolled = api.with(|v| v.events().iter().find(|e| e["reason"] == "ExtensionRolledBack").cloned()).unwrap();
     assert_eq!(rolled["type"], "Warning");
     assert_eq!(container.run(&["systemctl", "is-active", "demo.service"]).stdout.trim(), "active");
     assert_eq!(container.read("/run/demo.version").trim(), "v1.0.0");
