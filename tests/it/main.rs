@@ -19,6 +19,7 @@ mod node;
 mod publish;
 mod recipes;
 mod release;
+mod rollout;
 mod static_binary;
 mod strict_reader;
 mod sysupdate;
