@@ -46,6 +46,9 @@ _bakery() {
             bakery,release)
                 cmd="bakery__subcmd__release"
                 ;;
+            bakery,rollout)
+                cmd="bakery__subcmd__rollout"
+                ;;
             bakery__subcmd__help,butane)
                 cmd="bakery__subcmd__help__subcmd__butane"
                 ;;
@@ -76,6 +79,9 @@ _bakery() {
             bakery__subcmd__help,release)
                 cmd="bakery__subcmd__help__subcmd__release"
                 ;;
+            bakery__subcmd__help,rollout)
+                cmd="bakery__subcmd__help__subcmd__rollout"
+                ;;
             bakery__subcmd__help__subcmd__node,bootstrap)
                 cmd="bakery__subcmd__help__subcmd__node__subcmd__bootstrap"
                 ;;
@@ -93,6 +99,15 @@ _bakery() {
                 ;;
             bakery__subcmd__help__subcmd__node,watch)
                 cmd="bakery__subcmd__help__subcmd__node__subcmd__watch"
+                ;;
+            bakery__subcmd__help__subcmd__rollout,controller)
+                cmd="bakery__subcmd__help__subcmd__rollout__subcmd__controller"
+                ;;
+            bakery__subcmd__help__subcmd__rollout,list)
+                cmd="bakery__subcmd__help__subcmd__rollout__subcmd__list"
+                ;;
+            bakery__subcmd__help__subcmd__rollout,status)
+                cmd="bakery__subcmd__help__subcmd__rollout__subcmd__status"
                 ;;
             bakery__subcmd__node,bootstrap)
                 cmd="bakery__subcmd__node__subcmd__bootstrap"
@@ -136,6 +151,30 @@ _bakery() {
             bakery__subcmd__node__subcmd__help,watch)
                 cmd="bakery__subcmd__node__subcmd__help__subcmd__watch"
                 ;;
+            bakery__subcmd__rollout,controller)
+                cmd="bakery__subcmd__rollout__subcmd__controller"
+                ;;
+            bakery__subcmd__rollout,help)
+                cmd="bakery__subcmd__rollout__subcmd__help"
+                ;;
+            bakery__subcmd__rollout,list)
+                cmd="bakery__subcmd__rollout__subcmd__list"
+                ;;
+            bakery__subcmd__rollout,status)
+                cmd="bakery__subcmd__rollout__subcmd__status"
+                ;;
+            bakery__subcmd__rollout__subcmd__help,controller)
+                cmd="bakery__subcmd__rollout__subcmd__help__subcmd__controller"
+                ;;
+            bakery__subcmd__rollout__subcmd__help,help)
+                cmd="bakery__subcmd__rollout__subcmd__help__subcmd__help"
+                ;;
+            bakery__subcmd__rollout__subcmd__help,list)
+                cmd="bakery__subcmd__rollout__subcmd__help__subcmd__list"
+                ;;
+            bakery__subcmd__rollout__subcmd__help,status)
+                cmd="bakery__subcmd__rollout__subcmd__help__subcmd__status"
+                ;;
             *)
                 ;;
         esac
@@ -143,7 +182,7 @@ _bakery() {
 
     case "${cmd}" in
         bakery)
-            opts="-v -q -h -V --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version create inspect list release butane node doctor completions manpage help"
+            opts="-v -q -h -V --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version create inspect list release butane node rollout doctor completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,7 +408,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__help)
-            opts="create inspect list release butane node doctor completions manpage help"
+            opts="create inspect list release butane node rollout doctor completions manpage help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -595,6 +634,62 @@ _bakery() {
         bakery__subcmd__help__subcmd__release)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__rollout)
+            opts="controller list status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__rollout__subcmd__controller)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__rollout__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__help__subcmd__rollout__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1106,6 +1201,228 @@ _bakery() {
                     return 0
                     ;;
                 --instances-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout)
+            opts="-v -q -h -V --kubeconfig --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version controller list status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__controller)
+            opts="-v -q -h -V --namespace --identity --lease-duration --metrics-addr --kubeconfig --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --namespace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --lease-duration)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__help)
+            opts="controller list status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__help__subcmd__controller)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__list)
+            opts="-v -q -h -V --json --kubeconfig --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --kubeconfig)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --extensions-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        bakery__subcmd__rollout__subcmd__status)
+            opts="-v -q -h -V --json --kubeconfig --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --kubeconfig)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

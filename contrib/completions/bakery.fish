@@ -38,6 +38,7 @@ complete -c bakery -n "__fish_bakery_needs_command" -f -a "list" -d 'List the kn
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "release" -d 'Index a directory of images for systemd-sysupdate: SHA256SUMS, signature, transfer files'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "butane" -d 'Print a Butane (or Ignition) config that provisions a Flatcar node from a release'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "node" -d 'On a node: stage, activate, inspect and roll back extension images'
+complete -c bakery -n "__fish_bakery_needs_command" -f -a "rollout" -d 'Roll an extension version out across a cluster: the controller, and its rollouts\' progress'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "doctor" -d 'Check what bakery needs on this host, with a fix for each problem'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "completions" -d 'Print shell completions (bash, zsh, fish)'
 complete -c bakery -n "__fish_bakery_needs_command" -f -a "manpage" -d 'Print the manual page (or write all pages into a directory)'
@@ -212,6 +213,56 @@ complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subc
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images) where they changed'
 complete -c bakery -n "__fish_bakery_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -l kubeconfig -d 'Cluster credentials [default: KUBECONFIG, ~/.kube/config, then the in-cluster service account]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -f -a "controller" -d 'Set Nodes\' upgrade targets as ExtensionRollouts ask, within their budgets (one replica leads)'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -f -a "list" -d 'The ExtensionRollouts: phase and Nodes updated, in flight, failed and pending'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -f -a "status" -d 'One ExtensionRollout: phase, counts, the Nodes in flight and failed, conditions'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and not __fish_seen_subcommand_from controller list status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l namespace -d 'The leader-election Lease\'s namespace [default: the pod\'s own namespace, else default]' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l identity -d 'This replica\'s name in the Lease, unique among replicas [default: the hostname]' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l lease-duration -d 'How long the leader\'s Lease lasts unrenewed (renewed every third of it), e.g. 15s or 1m' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l metrics-addr -d 'Serve Prometheus metrics at http://ADDR/metrics (off by default)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l kubeconfig -d 'Cluster credentials [default: KUBECONFIG, ~/.kube/config, then the in-cluster service account]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from controller" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -l kubeconfig -d 'Cluster credentials [default: KUBECONFIG, ~/.kube/config, then the in-cluster service account]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -l json -d 'Print JSON instead of text'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -l kubeconfig -d 'Cluster credentials [default: KUBECONFIG, ~/.kube/config, then the in-cluster service account]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -l extensions-dir -d 'A folder of extra recipes (<DIR>/<name>/recipe.yaml), overriding built-in ones (repeatable)' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -l json -d 'Print JSON instead of text'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -s q -l quiet -d 'Only errors on stderr, no progress'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "controller" -d 'Set Nodes\' upgrade targets as ExtensionRollouts ask, within their budgets (one replica leads)'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "list" -d 'The ExtensionRollouts: phase and Nodes updated, in flight, failed and pending'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "status" -d 'One ExtensionRollout: phase, counts, the Nodes in flight and failed, conditions'
+complete -c bakery -n "__fish_bakery_using_subcommand rollout; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l root -d 'The host\'s root directory' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand doctor" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
@@ -239,19 +290,23 @@ complete -c bakery -n "__fish_bakery_using_subcommand manpage" -s v -l verbose -
 complete -c bakery -n "__fish_bakery_using_subcommand manpage" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand manpage" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand manpage" -s V -l version -d 'Print version'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "create" -d 'Build the sysext image EXT-VERSION-ARCH.raw and update SHA256SUMS'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "inspect" -d 'Show what an image holds and whether it is valid'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "list" -d 'List the known extensions, or an extension\'s upstream versions'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "release" -d 'Index a directory of images for systemd-sysupdate: SHA256SUMS, signature, transfer files'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "butane" -d 'Print a Butane (or Ignition) config that provisions a Flatcar node from a release'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "node" -d 'On a node: stage, activate, inspect and roll back extension images'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "doctor" -d 'Check what bakery needs on this host, with a fix for each problem'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "completions" -d 'Print shell completions (bash, zsh, fish)'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "manpage" -d 'Print the manual page (or write all pages into a directory)'
-complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node doctor completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "create" -d 'Build the sysext image EXT-VERSION-ARCH.raw and update SHA256SUMS'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "inspect" -d 'Show what an image holds and whether it is valid'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "list" -d 'List the known extensions, or an extension\'s upstream versions'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "release" -d 'Index a directory of images for systemd-sysupdate: SHA256SUMS, signature, transfer files'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "butane" -d 'Print a Butane (or Ignition) config that provisions a Flatcar node from a release'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "node" -d 'On a node: stage, activate, inspect and roll back extension images'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "rollout" -d 'Roll an extension version out across a cluster: the controller, and its rollouts\' progress'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "doctor" -d 'Check what bakery needs on this host, with a fix for each problem'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "completions" -d 'Print shell completions (bash, zsh, fish)'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "manpage" -d 'Print the manual page (or write all pages into a directory)'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and not __fish_seen_subcommand_from create inspect list release butane node rollout doctor completions manpage help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "update" -d 'Stage the newest image the transfer files (or the node config) follow, like systemd-sysupdate'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "refresh" -d 'Validate and merge what is linked, restart changed units, check them, roll back failures'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "status" -d 'Linked, merged, recorded and staged versions, and unit states'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "rollback" -d 'Link an extension back to its previous image and refresh'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "watch" -d 'Follow the upgrade targets set on this Node (target.bakery.dev/<ext>) and report back'
 complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "bootstrap" -d 'Install a release\'s components (files, services, scripts, images) where they changed'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "controller" -d 'Set Nodes\' upgrade targets as ExtensionRollouts ask, within their budgets (one replica leads)'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "list" -d 'The ExtensionRollouts: phase and Nodes updated, in flight, failed and pending'
+complete -c bakery -n "__fish_bakery_using_subcommand help; and __fish_seen_subcommand_from rollout" -f -a "status" -d 'One ExtensionRollout: phase, counts, the Nodes in flight and failed, conditions'
