@@ -106,12 +106,16 @@ pub const ENVIRONMENT: &[(&str, &str, &[&str])] = &[
         &["create"],
     ),
     ("GNUPGHOME", "The gpg keyring that --sign-key is looked up in.", &["release"]),
-    ("KUBECONFIG", "Cluster credentials, when --kubeconfig is not given.", &["node-watch", "rollout"]),
+    (
+        "KUBECONFIG",
+        "Cluster credentials, when --kubeconfig is not given.",
+        &["node-watch", "rollout-controller", "rollout-list", "rollout-status"],
+    ),
     (
         "HOME",
         "The rollout commands read $HOME/.kube/config (as kubectl does) when neither --kubeconfig nor KUBECONFIG \
          names one.",
-        &["rollout"],
+        &["rollout-controller", "rollout-list", "rollout-status"],
     ),
     ("NODE_NAME", "This Node's name, as --node-name.", &["node-watch"]),
     ("POD_NAMESPACE", "The leader-election Lease's namespace, as --namespace.", &["rollout-controller"]),
