@@ -126,7 +126,7 @@ enum Started {
 
 /// What woke the loop.
 enum Woke {
-    Node(Option<Result<Event<Node>, watcher::Error>>),
+    Node(Box<Option<Result<Event<Node>, watcher::Error>>>),
     Rollout(Option<Result<Event<ExtensionRollout>, watcher::Error>>),
     Due,
     Written(Result<(String, kube::Result<ExtensionRollout>), tokio::task::JoinError>),
@@ -157,7 +157,7 @@ impl Controller {
         loop {
             let far = Instant::now() + Duration::from_secs(86_400);
             let woke = tokio::select! {
-                event = nodes.next() => Woke::Node(event),
+                event = nodes.next() => Woke::Node(Box::new(event)),
                 event = rollouts.next() => Woke::Rollout(event),
                 () = tokio::time::sleep_until(wake.unwrap_or(far)), if wake.is_some() => Woke::Due,
                 Some(done) = self.writing.join_next() => Woke::Written(done),
