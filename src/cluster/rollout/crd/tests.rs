@@ -365,7 +365,8 @@ fn the_controller_manifests_fit_together() {
         deployment["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
     );
     let container = &pod["containers"][0];
-    assert_eq!(container["args"], json!(["rollout", "controller"]));
+    assert_eq!(container["args"], json!(["rollout", "controller", "--metrics-addr", "0.0.0.0:9102"]));
+    assert_eq!(container["ports"], json!([{"name": "metrics", "containerPort": 9102}]));
     let env: BTreeMap<&str, &Value> = container["env"]
         .as_array()
         .unwrap()
