@@ -7,6 +7,7 @@
 //! writes per Node, and how long a finished Node waited for the next one to start.
 
 mod fleet;
+mod kubectl;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
