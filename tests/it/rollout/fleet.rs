@@ -303,3 +303,138 @@ pub fn assert_rbac_covers(counts: &BTreeMap<(String, String), usize>) {
         assert!(granted.contains(used), "{used:?} is not granted by deploy/rollout-rbac.yaml: {granted:?}");
     }
 }
+
+/// How the agents of a large fleet behave, by the order in which their Nodes were targeted
+/// (0 for the first): which roll back, which are slow (a timer between staging and
+/// activation), which go NotReady while activating (a reboot).
+#[derive(Clone, Default)]
+pub struct Behaviour {
+    pub roll_back: BTreeSet<usize>,
+    pub slow_every: Option<usize>,
+    pub slow: Duration,
+    pub reboot_every: Option<usize>,
+}
+
+#[derive(Default)]
+struct FleetState {
+    order: BTreeMap<String, usize>,
+    busy: BTreeSet<String>,
+}
+
+/// A large fleet's agents: one thread on one subscription to every Node, acting on each event
+/// (no polling); slow agents finish on a timer thread of their own.
+pub struct FleetAgents {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FleetAgents {
+    pub fn start(api: &Arc<KubeApi>, behaviour: Behaviour) -> FleetAgents {
+        let stop = Arc::new(AtomicBool::new(false));
+        let subscription = api.subscribe("nodes", "", "", true);
+        let (api, stop_t) = (api.clone(), stop.clone());
+        let state = Arc::new(Mutex::new(FleetState::default()));
+        let behaviour = Arc::new(behaviour);
+        let thread = std::thread::spawn(move || {
+            while !stop_t.load(Ordering::SeqCst) {
+                // the timeout only lets the thread see `stop`
+                let Some(event) = subscription.recv_timeout(Duration::from_millis(100)) else { continue };
+                if event.type_ == "DELETED" {
+                    continue;
+                }
+                let name = event.object["metadata"]["name"].as_str().unwrap().to_string();
+                fleet_act(&api, &state, &behaviour, &name);
+            }
+        });
+        FleetAgents { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for FleetAgents {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn fleet_act(api: &Arc<KubeApi>, state: &Arc<Mutex<FleetState>>, behaviour: &Arc<Behaviour>, name: &str) {
+    let Some(node) = api.get("nodes", None, name) else { return };
+    let (Some(target), active) = (annotation(&node, &target_key()), annotation(&node, &status_key())) else { return };
+    let (target, active) = (target.to_string(), active.unwrap_or_default().to_string());
+    let phase = annotation(&node, "bakery.dev/state").unwrap_or("idle").to_string();
+    if active == target || matches!(phase.as_str(), "rolled-back" | "failed") {
+        return;
+    }
+    let index = {
+        let mut s = state.lock().unwrap();
+        if s.busy.contains(name) {
+            return;
+        }
+        let next = s.order.len();
+        let index = *s.order.entry(name.to_string()).or_insert(next);
+        s.busy.insert(name.to_string());
+        index
+    };
+    if phase == "idle" {
+        report(api, name, &active, "staging", &format!("staging {EXT} {target} (attempt 1 of 3)"), false);
+    }
+    let slow = behaviour.slow_every.is_some_and(|n| index % n == n - 1);
+    let delay = behaviour.slow;
+    let (api, state, behaviour, name) = (api.clone(), state.clone(), behaviour.clone(), name.to_string());
+    let finish = move || {
+        report(&api, &name, &active, "activating", &format!("activating {EXT} {target}"), false);
+        if behaviour.reboot_every.is_some_and(|n| index % n == n / 2) {
+            api.set_node_ready(&name, false).unwrap();
+            api.set_node_ready(&name, true).unwrap();
+        }
+        if behaviour.roll_back.contains(&index) {
+            let message = format!("{EXT}: rolled back to {active}: kubelet.service failed");
+            report(&api, &name, &active, "rolled-back", &message, false);
+        } else {
+            report(&api, &name, &target, "idle", &format!("{EXT}: activated {target}"), true);
+        }
+        state.lock().unwrap().busy.remove(&name);
+    };
+    if slow {
+        // the agent's own work takes a while: a timer, not a synchronisation
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            finish();
+        });
+    } else {
+        finish();
+    }
+}
+
+/// The most selected Nodes unavailable at once over the history, computed incrementally (one
+/// Node's change per write), with the selected Nodes those in `selected` (deleted ones leave).
+pub fn max_unavailable(history: &History, selected: &BTreeSet<String>) -> usize {
+    let mut down = BTreeSet::new();
+    let mut most = 0;
+    for write in history.of("nodes") {
+        if !selected.contains(&write.name) {
+            continue;
+        }
+        if !write.deleted && unavailable(&write.object) {
+            down.insert(write.name.clone());
+        } else {
+            down.remove(&write.name);
+        }
+        most = most.max(down.len());
+    }
+    most
+}
+
+/// The Nodes unschedulable now.
+pub fn cordoned(view: &View) -> Vec<String> {
+    view.nodes().iter().filter(|(_, n)| n["spec"]["unschedulable"] == true).map(|(k, _)| k.clone()).collect()
+}
+
+/// Cordons (or uncordons) a Node as kured does before (after) a reboot.
+pub fn kured(api: &KubeApi, node: &str, cordon: bool) {
+    let value = if cordon { json!(true) } else { Value::Null };
+    let patch = json!({ "spec": { "unschedulable": value } });
+    api.patch("kured", "nodes", None, node, PatchBody::Merge(patch)).unwrap();
+}

@@ -6,8 +6,10 @@
 //! selected Nodes ever unavailable, what the controller wrote and to which objects, how many
 //! writes per Node, and how long a finished Node waited for the next one to start.
 
+mod bench;
 mod fleet;
 mod kubectl;
+mod large;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
