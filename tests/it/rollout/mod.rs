@@ -6,6 +6,7 @@
 //! selected Nodes ever unavailable, what the controller wrote and to which objects, how many
 //! writes per Node, and how long a finished Node waited for the next one to start.
 
+mod agents;
 mod bench;
 mod fleet;
 mod kubectl;
@@ -39,8 +40,13 @@ struct Controller {
 
 impl Controller {
     fn start(world: &World, identity: &str) -> Controller {
-        let mut command = bakery(world.dir.path());
-        command.args(["rollout", "controller", "--kubeconfig"]).arg(&world.kubeconfig);
+        Controller::start_at(world.dir.path(), &world.kubeconfig, identity)
+    }
+
+    /// A controller with HOME `home`, talking to the server of `kubeconfig`.
+    fn start_at(home: &std::path::Path, kubeconfig: &std::path::Path, identity: &str) -> Controller {
+        let mut command = bakery(home);
+        command.args(["rollout", "controller", "--kubeconfig"]).arg(kubeconfig);
         command.args(["--namespace", NAMESPACE, "--identity", identity, "--lease-duration", "2s"]);
         command.args(["--metrics-addr", "127.0.0.1:0"]);
         let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starting bakery");
