@@ -159,6 +159,29 @@ fn progress_interval() -> Result<std::time::Duration> {
     }
 }
 
+/// A channel that turns true at the first SIGTERM or SIGINT, logged as `"{signal}: {what}"`, after
+/// `on_stop` ran: long-running commands (`node watch`, `rollout controller`) stop at their next
+/// safe point instead of at once. Call it inside the runtime.
+fn stop_on_signal(
+    what: &'static str,
+    on_stop: impl FnOnce() + Send + 'static,
+) -> Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{which}: {what}");
+        on_stop();
+        stop_tx.send_replace(true);
+    });
+    Ok(stop)
+}
+
 /// Runs `work` on the process's tokio runtime until it ends or SIGINT/SIGTERM arrives. On a
 /// signal the cancel flag is set at once (synchronous work such as template rendering checks it),
 /// the work is dropped, which removes its temporary files, and the error says so.

@@ -230,24 +230,14 @@ pub fn run(global: &Global, args: &NodeArgs) -> Result<()> {
 
 /// `node watch`: its own signal handling, as a stop is honoured at safe points rather than at once.
 fn run_watch(global: &Global, root: &Path, config: &NodeConfig, args: &WatchArgs) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     let settings = global.settings()?;
     let name = connect::node_name(args.node_name.as_deref())?;
     let source = connect::source(args.kubeconfig.as_deref(), root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        tokio::spawn(async move {
-            let which = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
-            };
-            tracing::info!("{which}: stopping at the next safe point");
+        let stop = super::stop_on_signal("stopping at the next safe point", || {
             watch::notify(&[sd_notify::NotifyState::Stopping]);
-            stop_tx.send_replace(true);
-        });
+        })?;
         let client = connect::client(&source, "node-watch").await?;
         tracing::info!("watching Node {name} with credentials from {source}");
         let bus = if root == Path::new("/") { Some(Bus::connect().await?) } else { None };

@@ -125,7 +125,6 @@ fn served(error: kube::Error, what: &str) -> anyhow::Error {
 /// `rollout controller`: runs until SIGTERM or SIGINT (exit 0, the Lease released) or until
 /// it loses the Lease (exit 1, so that its Deployment starts it again as a candidate).
 fn run_controller(source: &connect::Source, args: &ControllerArgs) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
     let identity = match args.identity.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
         Some(identity) => identity.to_string(),
         None => connect::node_name(None).context("naming this replica (pass --identity)")?,
@@ -141,17 +140,7 @@ fn run_controller(source: &connect::Source, args: &ControllerArgs) -> Result<()>
     let options = Options { namespace, identity, lease_duration: args.lease_duration, metrics_addr: args.metrics_addr };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let mut terminate = signal(SignalKind::terminate())?;
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        tokio::spawn(async move {
-            let which = tokio::select! {
-                _ = terminate.recv() => "SIGTERM",
-                _ = interrupt.recv() => "SIGINT",
-            };
-            tracing::info!("{which}: stopping");
-            stop_tx.send_replace(true);
-        });
+        let stop = super::stop_on_signal("stopping", || {})?;
         let client = connect::client(source, &format!("rollout-controller/{}", options.identity)).await?;
         tracing::info!(
             "rollout controller {} with credentials from {source}; Lease {}/{}",
