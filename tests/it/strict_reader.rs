@@ -14,22 +14,8 @@ use std::process::Command;
 
 use crate::support;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
+use support::rng::Rng;
 use support::{Server, bakery, run};
-
-/// xorshift64*: deterministic, so a failing mutant reproduces from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// What one entry is, as either side sees it.
 type Listing = BTreeMap<String, String>;

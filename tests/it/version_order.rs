@@ -9,30 +9,12 @@ use std::time::Instant;
 
 use bakery::model::version::compare;
 
+use crate::support::rng::Rng;
+
 /// Random pairs on top of the hand-picked ones.
 const RANDOM_PAIRS: usize = 2000;
 /// `systemd-analyze` processes running at once (they spend most of their time starting up).
 const WORKERS: usize = 8;
-
-/// xorshift64*: deterministic, good enough to pick pieces of version strings.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// A number of 1 to 25 digits, sometimes with leading zeros.
 fn number(rng: &mut Rng) -> String {

@@ -5,17 +5,16 @@
 //! over HTTP; the last test runs it as the shipped systemd unit on a real systemd in a container.
 //! These tests need root; elsewhere they say why they skip.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::support;
 use serde_json::{Value, json};
 use support::container::{Bind, Container, Systemd};
 use support::demo::{Demo, RELEASE_URL};
 use support::kube_api::{KubeApi, View};
+use support::process::Logged as Agent;
 use support::root_or_skip;
 
 const NODE: &str = "worker-1";
@@ -77,7 +76,7 @@ impl World {
         command.args(["sh", exe, "--mirror", &self.demo.release_mirror(), "node", "--root"]).arg(&self.root);
         command.arg("watch").arg("--kubeconfig").arg(kubeconfig);
         command.args(["--node-name", NODE, "--metrics-addr", "127.0.0.1:0"]);
-        Agent::spawn(command)
+        Agent::spawn("bakery node watch", command)
     }
 
     fn link(&self) -> Option<PathBuf> {
@@ -107,93 +106,6 @@ impl World {
         let mut names = support::dir_names(&self.root.join("opt/extensions/demo"));
         names.retain(|n| n != ".bakery-keep");
         names
-    }
-}
-
-/// The agent process; its stderr is collected (and printed when a test fails).
-struct Agent {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    seen: Arc<(Mutex<usize>, std::sync::Condvar)>,
-}
-
-impl Agent {
-    fn spawn(mut command: Command) -> Agent {
-        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starting bakery");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let seen = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
-        let (for_thread, seen_thread) = (log.clone(), seen.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for_thread.lock().unwrap().push_str(&format!("{line}\n"));
-                *seen_thread.0.lock().unwrap() += 1;
-                seen_thread.1.notify_all();
-            }
-        });
-        Agent { child, log, seen }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log has a line containing `needle`.
-    fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut count = self.seen.0.lock().unwrap();
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no log line with {needle:?}:\n{}", self.log());
-            count = self.seen.1.wait_timeout(count, left).unwrap().0;
-        }
-    }
-
-    /// The metrics endpoint's address, from the log.
-    fn metrics(&self) -> String {
-        let line = self.wait_log("metrics on http://");
-        let url = line.split("metrics on http://").nth(1).unwrap().trim();
-        let addr = url.trim_end_matches("/metrics");
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-        assert!(answer.contains("Content-Type: text/plain; version=0.0.4"), "{answer}");
-        answer.split("\r\n\r\n").nth(1).unwrap().to_string()
-    }
-
-    /// Sends SIGTERM and waits for the exit (at most a minute); returns the exit code.
-    fn terminate(&mut self) -> i32 {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "bakery node watch did not stop:\n{}", self.log());
-            // the exit is a process event with no notification to wait on; poll it
-            let count = self.seen.0.lock().unwrap();
-            let _ = self.seen.1.wait_timeout(count, Duration::from_millis(50)).unwrap();
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("bakery node watch said:\n{}", self.log());
-        }
     }
 }
 

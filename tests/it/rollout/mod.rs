@@ -13,14 +13,12 @@ mod kubectl;
 mod large;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::support::kube_api::{History, KubeApi, View};
+use crate::support::process::Logged;
 use crate::support::{bakery, run};
 use fleet::{Agents, EXT, NEW, ROLLOUTS, World, unavailable_at_each_write};
 
@@ -29,13 +27,10 @@ const LEASES: &str = "leases.coordination.k8s.io";
 const NAMESPACE: &str = "bakery-system";
 const LEASE: &str = "bakery-rollout-controller";
 
-/// One `bakery rollout controller` process; its stderr is collected (and printed when a test
-/// fails).
+/// One `bakery rollout controller` process (its stderr collected, printed when a test fails).
 struct Controller {
     identity: String,
-    child: Child,
-    log: Arc<Mutex<String>>,
-    seen: Arc<(Mutex<usize>, Condvar)>,
+    process: Logged,
 }
 
 impl Controller {
@@ -49,86 +44,26 @@ impl Controller {
         command.args(["rollout", "controller", "--kubeconfig"]).arg(kubeconfig);
         command.args(["--namespace", NAMESPACE, "--identity", identity, "--lease-duration", "2s"]);
         command.args(["--metrics-addr", "127.0.0.1:0"]);
-        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("starting bakery");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let seen = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let (for_thread, seen_thread) = (log.clone(), seen.clone());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for_thread.lock().unwrap().push_str(&format!("{line}\n"));
-                *seen_thread.0.lock().unwrap() += 1;
-                seen_thread.1.notify_all();
-            }
-        });
-        Controller { identity: identity.into(), child, log, seen }
+        let process = Logged::spawn(&format!("bakery rollout controller {identity}"), command);
+        Controller { identity: identity.into(), process }
     }
 
     /// What the controller's requests and writes are recorded under: its User-Agent.
     fn client(&self) -> String {
         format!("bakery/{} rollout-controller/{}", env!("CARGO_PKG_VERSION"), self.identity)
     }
+}
 
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log has a line containing `needle`.
-    fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        let mut count = self.seen.0.lock().unwrap();
-        loop {
-            if let Some(line) = self.log().lines().find(|l| l.contains(needle)) {
-                return line.to_string();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no log line with {needle:?}:\n{}", self.log());
-            count = self.seen.1.wait_timeout(count, left).unwrap().0;
-        }
-    }
-
-    /// The metrics endpoint's answer.
-    fn metrics(&self) -> String {
-        let line = self.wait_log("metrics on http://");
-        let addr = line.split("metrics on http://").nth(1).unwrap().trim().trim_end_matches("/metrics").to_string();
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
-        answer.split("\r\n\r\n").nth(1).unwrap().to_string()
-    }
-
-    /// SIGKILL, as a Node failure or the OOM killer would.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM; waits for the exit and returns its code.
-    fn terminate(&mut self) -> i32 {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "bakery rollout controller did not stop:\n{}", self.log());
-            // the exit is a process event with no notification to wait on; poll it
-            let count = self.seen.0.lock().unwrap();
-            let _ = self.seen.1.wait_timeout(count, Duration::from_millis(50)).unwrap();
-        }
+impl std::ops::Deref for Controller {
+    type Target = Logged;
+    fn deref(&self) -> &Logged {
+        &self.process
     }
 }
 
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("bakery rollout controller {} said:\n{}", self.identity, self.log());
-        }
+impl std::ops::DerefMut for Controller {
+    fn deref_mut(&mut self) -> &mut Logged {
+        &mut self.process
     }
 }
 

@@ -10,6 +10,8 @@ pub mod golden;
 pub mod gpg;
 pub mod ignition;
 pub mod kube_api;
+pub mod process;
+pub mod rng;
 pub mod server;
 pub mod upstreams;
 
