@@ -140,6 +140,8 @@ pub struct CreateConfig {
     #[serde(default)]
     pub output: Option<PathBuf>,
     #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
     pub compression: Option<String>,
     #[serde(default)]
     pub os: Option<String>,

@@ -16,21 +16,23 @@ pub(crate) mod cluster;
 pub(crate) mod components;
 /// bakery.toml, environment and flags.
 pub(crate) mod config;
+/// EROFS writing (native, parallel compression) and the strict EROFS reader.
+pub(crate) mod erofs;
 /// Error kinds callers branch on (bad input → exit 2, checksum mismatch, interrupted).
 pub mod error;
-/// Reading images back: inspect.
+/// One interface over both formats: pack a tree, read an image back (strictly), inspect.
 pub(crate) mod image;
 /// Domain values: Arch, Sha256, ExtName, ExtVersion, mirrors, extension-release, manifest.
 pub mod model;
 /// The node agent: update, refresh, status, rollback, doctor, watch.
 pub(crate) mod node;
-/// Build side: resolve, fetch, plan, validate, publish (pack lives in squashfs).
+/// Build side: resolve, fetch, plan, validate, publish (pack lives in image, squashfs and erofs).
 pub mod pipeline;
 /// The recipe format and the catalog of built-in and local recipes.
 pub mod recipe;
 /// bakery release: SHA256SUMS, signature, index.json, transfer files.
 pub(crate) mod release;
-/// SquashFS writing: parallel compression for backhand, tables with xattrs.
+/// SquashFS writing (parallel compression for backhand, tables with xattrs) and its strict reader.
 pub(crate) mod squashfs;
 /// Transfer files, match patterns, and updating from a release like systemd-sysupdate.
 pub mod sysupdate;

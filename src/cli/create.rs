@@ -7,7 +7,7 @@ use clap::{ArgAction, Args};
 
 use super::Global;
 use crate::error::bad_input;
-use crate::model::{Arch, Compression, OsTarget};
+use crate::model::{Arch, Compression, Format, OsTarget};
 use crate::pipeline::create::{self, CreateJob};
 use crate::pipeline::resolve::Request;
 use crate::release::transfers;
@@ -35,7 +35,12 @@ pub struct CreateArgs {
     /// Set a recipe option (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub options: Vec<(String, String)>,
-    /// Compression: gzip (default, every kernel reads it), zstd, xz or lz4
+    /// Filesystem: squashfs (default, every kernel) or erofs (Linux 5.4+, has a UUID)
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<Format>,
+    /// Compression. squashfs: gzip (default, every kernel), zstd (4.14+), xz or lz4.
+    /// erofs: lz4hc (default, level 12; Linux 5.3+), lz4 (5.3+), lzma (5.16+), zstd (about
+    /// 6.10+) or none
     #[arg(long, value_name = "ALGO")]
     pub compression: Option<Compression>,
     /// ID= of the extension-release file: _any (default) or an os-release ID
@@ -100,12 +105,19 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
     let settings = global.settings()?;
     let defaults = &settings.config.file.create;
     let origin = || settings.config.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let format = match (args.format, &defaults.format) {
+        (Some(f), _) => f,
+        (None, Some(text)) => text.parse().map_err(|e| bad_input(format!("{}: [create] format: {e}", origin())))?,
+        (None, None) => Format::default(),
+    };
     let compression = match (args.compression, &defaults.compression) {
-        (Some(c), _) => c,
+        (Some(c), _) => format.check(c).map_err(|e| bad_input(format!("--compression {c}: {e}")))?,
         (None, Some(text)) => {
-            text.parse().map_err(|e| bad_input(format!("{}: [create] compression: {e}", origin())))?
+            let named = |e: &dyn std::fmt::Display| bad_input(format!("{}: [create] compression: {e}", origin()));
+            let c: Compression = text.parse().map_err(|e| named(&e))?;
+            format.check(c).map_err(|e| named(&e))?
         }
-        (None, None) => Compression::default(),
+        (None, None) => format.default_compression(),
     };
     let os = match (&args.os, &defaults.os) {
         (Some(os), _) => os.clone(),
@@ -122,6 +134,7 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         arch: args.arch.get(),
         options,
         os,
+        format,
         compression,
         source_date_epoch: source_date_epoch()?,
     };

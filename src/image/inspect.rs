@@ -1,5 +1,5 @@
 //! `bakery inspect IMAGE`: extension-release, manifest, files and validation findings of a
-//! SquashFS sysext image, read with the strict reader (`squashfs::read`), plus the policy checks
+//! SquashFS or EROFS sysext image, read with the strict reader of its format (`image::read`), plus the policy checks
 //! that need the manifest: setuid files, xattrs, and every file's digest.
 
 use std::collections::BTreeMap;
@@ -9,10 +9,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::bad_input;
+use crate::image::read::{self, Limits};
+use crate::model::Format;
 use crate::model::extension_release::{self, STRICT_XATTR};
 use crate::model::{Arch, ImagePath, Manifest};
 use crate::pipeline::validate::{self, Entry, EntryKind, Expect, Finding, ImageView, ReleaseFile, Severity};
-use crate::squashfs::read::{self, Limits};
 
 /// Where bakery's manifests live in an image.
 const MANIFEST_DIR: &str = "usr/lib/bakery/";
@@ -31,8 +32,12 @@ pub struct Inspection {
     /// Set when the file name is `<ext>-<version>-<arch>.raw` for the image's extension-release.
     pub identity: Option<Identity>,
     pub size: u64,
+    pub format: Format,
     pub compression: String,
     pub block_size: u32,
+    /// The filesystem UUID (EROFS), hyphenated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
     pub extension_release: Option<ReleaseInfo>,
     pub manifest: Option<Manifest>,
     pub files: Vec<Entry>,
@@ -46,8 +51,6 @@ pub struct ReleaseInfo {
     /// `user.extension-release.strict=false` is set: the image merges under any file name.
     pub relaxed: bool,
 }
-
-const COMPRESSORS: [(u16, &str); 4] = [(1, "gzip"), (4, "xz"), (5, "lz4"), (6, "zstd")];
 
 /// Most bytes of an extension-release file and of a manifest bakery reads.
 const RELEASE_CAP: usize = 64 << 10;
@@ -112,7 +115,6 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
         view.entries.push(Entry { path: image_path, kind });
     }
     policy.extend(digest_findings(&verified.entries, manifest.as_ref()));
-    let superblock = verified.superblock;
     let manifest = manifest.map(|(_, m)| m);
     let (expect, name_findings) = expectations(file_name, &view.releases);
     let mut findings = validate::check(&view, &expect);
@@ -128,7 +130,6 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
                 relaxed: release.relaxed,
             },
         );
-    let compression = COMPRESSORS.iter().find(|(id, _)| *id == superblock.compressor).map(|(_, n)| n.to_string());
     let identity = match (&expect.name, &expect.version, expect.arch) {
         (Some(extension), Some(version), Some(arch)) => {
             Some(Identity { extension: extension.clone(), version: version.clone(), arch })
@@ -139,8 +140,10 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
         image: path.display().to_string(),
         identity,
         size,
-        compression: compression.unwrap_or_else(|| format!("compressor {}", superblock.compressor)),
-        block_size: superblock.block_size,
+        format: verified.format,
+        compression: verified.compression,
+        block_size: verified.block_size,
+        uuid: verified.uuid.map(|u| hyphenated(&u)),
         extension_release,
         manifest,
         files: view.entries,
@@ -291,17 +294,26 @@ fn digest_findings(entries: &[read::Entry], manifest: Option<&(String, Manifest)
     findings
 }
 
+fn hyphenated(uuid: &[u8; 16]) -> String {
+    let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
 /// The human-readable report.
 pub fn render(inspection: &Inspection) -> String {
     let mut out = String::new();
     let human = crate::util::human_bytes;
     out.push_str(&format!(
-        "image:     {} ({}, {}, {} KiB blocks)\n",
+        "image:     {} ({}, {} {}, {} KiB blocks)\n",
         inspection.image,
         human(inspection.size),
+        inspection.format,
         inspection.compression,
         inspection.block_size / 1024
     ));
+    if let Some(uuid) = &inspection.uuid {
+        out.push_str(&format!("uuid:      {uuid}\n"));
+    }
     match &inspection.extension_release {
         Some(release) => {
             let relaxed = if release.relaxed { format!(" ({STRICT_XATTR}=false)") } else { String::new() };

@@ -11,10 +11,11 @@ pub mod mirror;
 pub mod name;
 pub mod os;
 pub mod sums;
+pub mod tree;
 pub mod version;
 
 pub use arch::Arch;
-pub use compression::Compression;
+pub use compression::{Compression, Format};
 pub use digest::Sha256;
 pub use extension_release::ExtensionRelease;
 pub use image_path::ImagePath;
@@ -22,4 +23,5 @@ pub use manifest::Manifest;
 pub use mirror::Mirrors;
 pub use name::ExtName;
 pub use os::OsTarget;
+pub use tree::Tree;
 pub use version::ExtVersion;

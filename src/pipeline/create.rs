@@ -1,5 +1,6 @@
 //! `bakery create`: the whole pipeline for one image, from recipe to published file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -17,8 +18,9 @@ use super::validate::{self, Expect, Finding, ImageView};
 use super::versions::{self, Wanted};
 use crate::config::Settings;
 use crate::error::bad_input;
+use crate::image::pack::{self, PackOptions, PackStats};
+use crate::model::Sha256;
 use crate::recipe::{RECIPE_FILE, Recipe};
-use crate::squashfs::{self, PackOptions, PackStats};
 use crate::util::{atomic, human_bytes};
 
 /// The tool that builds images, as recorded in manifests.
@@ -148,7 +150,11 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
 
     std::fs::create_dir_all(&job.output).with_context(|| format!("creating {}", job.output.display()))?;
     let pack_started = Instant::now();
-    let options = PackOptions::new(resolved.compression, resolved.source_date_epoch);
+    let digests: BTreeMap<String, Sha256> =
+        fetched.artifacts.iter().map(|(name, a)| (name.clone(), a.sha256)).collect();
+    let inputs = Inputs::of(&resolved, recipe_yaml, digests, GENERATOR);
+    let uuid = pack::uuid_of(&inputs.digest());
+    let options = PackOptions::new(resolved.format, resolved.compression, resolved.source_date_epoch, uuid);
     // The temporary image belongs to this future: if it is dropped (interrupted), the file is
     // removed even while the packing thread still holds a handle to it.
     let tmp = atomic::temp_beside(&dest)?;
@@ -170,7 +176,7 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
                 }
                 reporter.update(done, total);
             };
-            squashfs::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file, &report)
+            pack::pack(&tree, &|digest| cache.blob_path(digest), &options, &mut file, &report)
                 .with_context(|| format!("packing {}", dest.display()))
         }
     })
@@ -187,15 +193,14 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     })
     .await
     .context("the publishing task panicked")??;
-    let digests = fetched.artifacts.iter().map(|(name, a)| (name.clone(), a.sha256)).collect();
-    let inputs = Inputs::of(&resolved, recipe_yaml, digests, GENERATOR);
     if let Err(e) = inputs::record(&cache, &published.sha256, &inputs) {
         tracing::warn!("could not record the inputs of {}: {}", resolved.image, crate::error::describe(&e));
     }
     tracing::info!(
-        "wrote {} ({}, {} compressed in {:.1} s; {:.1} s in all)",
+        "wrote {} ({}, {} {} compressed in {:.1} s; {:.1} s in all)",
         published.image.display(),
         human_bytes(published.size),
+        resolved.format,
         resolved.compression,
         pack_time.as_secs_f64(),
         started.elapsed().as_secs_f64()

@@ -14,6 +14,10 @@ use super::http::Http;
 use super::resolve::{Resolved, ResolvedChecksum};
 use crate::model::Sha256;
 
+fn squashfs() -> String {
+    "squashfs".to_string()
+}
+
 /// The inputs of one build.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inputs {
@@ -26,6 +30,9 @@ pub struct Inputs {
     pub options: BTreeMap<String, String>,
     /// Artifact name → the sha256 it was verified against.
     pub artifacts: BTreeMap<String, Sha256>,
+    /// Records from before `--format` were SquashFS.
+    #[serde(default = "squashfs")]
+    pub format: String,
     pub compression: String,
     pub os: String,
     pub source_date_epoch: u32,
@@ -40,10 +47,16 @@ impl Inputs {
             files: resolved.files.iter().map(|f| (f.path.to_string(), format!("{} {}", f.mode, f.sha256))).collect(),
             options: resolved.options.clone(),
             artifacts,
+            format: resolved.format.to_string(),
             compression: resolved.compression.to_string(),
             os: resolved.os.to_string(),
             source_date_epoch: resolved.source_date_epoch,
         }
+    }
+
+    /// One digest of all of it: what the image's UUID is derived from.
+    pub fn digest(&self) -> Sha256 {
+        Sha256::of(&serde_json::to_vec(self).expect("inputs serialize"))
     }
 
     /// What differs from `older`, in words (`compression gzip → zstd`, `the recipe`).
@@ -56,6 +69,7 @@ impl Inputs {
         };
         changed("image", &older.image, &self.image);
         changed("bakery", &older.generator, &self.generator);
+        changed("format", &older.format, &self.format);
         changed("compression", &older.compression, &self.compression);
         changed("os", &older.os, &self.os);
         changed("mtime", &older.source_date_epoch.to_string(), &self.source_date_epoch.to_string());
@@ -140,6 +154,7 @@ mod tests {
             files: BTreeMap::from([("usr/lib/a".into(), "0644 00".into())]),
             options: BTreeMap::from([("cni_version".into(), "v1.6.0".into())]),
             artifacts: BTreeMap::from([("kubelet".into(), Sha256::of(b"kubelet"))]),
+            format: "squashfs".into(),
             compression: "gzip".into(),
             os: "_any".into(),
             source_date_epoch: 0,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::render::Renderer;
 use crate::error::bad_input;
-use crate::model::{Arch, Compression, ExtName, ExtVersion, ImagePath, Mirrors, OsTarget, Sha256};
+use crate::model::{Arch, Compression, ExtName, ExtVersion, Format, ImagePath, Mirrors, OsTarget, Sha256};
 use crate::recipe::{ArchiveFormat, ChecksumFormat, FILES_DIR, Mode, RECIPE_FILE, Recipe, RecipeSource, TEMPLATES_DIR};
 
 /// What the user asked for.
@@ -21,6 +21,7 @@ pub struct Request {
     /// `--set NAME=VALUE` overrides, in command-line order.
     pub options: Vec<(String, String)>,
     pub os: OsTarget,
+    pub format: Format,
     pub compression: Compression,
     /// Modification time of every entry (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: u32,
@@ -35,6 +36,7 @@ pub struct Resolved {
     pub os: OsTarget,
     /// `<ext>-<version>-<arch>.raw`
     pub image: String,
+    pub format: Format,
     pub compression: Compression,
     pub source_date_epoch: u32,
     /// `built in` or the recipe folder.
@@ -225,6 +227,7 @@ pub fn resolve(source: &RecipeSource, recipe: &Recipe, request: &Request, mirror
         version,
         arch: request.arch,
         os: request.os.clone(),
+        format: request.format,
         compression: request.compression,
         source_date_epoch: request.source_date_epoch,
         recipe: source.origin.to_string(),
@@ -280,6 +283,7 @@ mod tests {
             arch,
             options: vec![],
             os: OsTarget::Any,
+            format: Format::Squashfs,
             compression: Compression::Gzip,
             source_date_epoch: 0,
         }

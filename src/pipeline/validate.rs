@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::plan::{Content, Node, Tree};
 use crate::model::extension_release::{self, STRICT_XATTR};
+use crate::model::tree::{Content, Node, Tree};
 use crate::model::{Arch, ImagePath};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -133,6 +133,7 @@ impl Codec {
             Compression::Lz4 => {
                 FilesystemCompressor::new(Compressor::Lz4, Some(CompressionOptions::Lz4(Lz4 { version: 1, flags: 0 })))
             }
+            other => unreachable!("Format::check keeps {other} out of SquashFS images"),
         }
         .expect("valid compressor settings");
         Self { fs, block_size }

@@ -18,36 +18,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use backhand::{FilesystemWriter, NodeHeader};
 
-use crate::model::{Compression, Sha256};
-use crate::pipeline::plan::{Content, Node, Tree};
+use crate::image::pack::{PackOptions, PackStats};
+use crate::model::Sha256;
+use crate::model::tree::{Content, Node, Tree};
 use format::Codec;
 use parallel::Source;
 
 /// The data block size (mksquashfs's default).
 pub const BLOCK_SIZE: u32 = 128 * 1024;
-
-#[derive(Clone, Copy, Debug)]
-pub struct PackOptions {
-    pub compression: Compression,
-    /// Modification time of every entry and of the image.
-    pub mtime: u32,
-    /// Compression threads.
-    pub threads: usize,
-}
-
-impl PackOptions {
-    pub fn new(compression: Compression, mtime: u32) -> Self {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Self { compression, mtime, threads }
-    }
-}
-
-/// What packing did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PackStats {
-    pub bytes: u64,
-    pub blocks: parallel::Stats,
-}
 
 /// Writes the image of `tree` into `out` (an empty file). `blob` maps cached content to its path.
 /// `progress(done, total)` is called on the packing thread each time the writer has read more
@@ -111,7 +89,7 @@ pub fn pack(
     tables::rewrite(out, tree, &codec, options.mtime)?;
     let bytes = out.seek(SeekFrom::End(0))?;
     tracing::debug!("packed {bytes} bytes; {} blocks compressed ahead, {} inline", blocks.predicted, blocks.inline);
-    Ok(PackStats { bytes, blocks })
+    Ok(PackStats { bytes, compressed_ahead: blocks.predicted, inline: blocks.inline })
 }
 
 /// File content read so far, reported as it grows.
@@ -156,7 +134,7 @@ impl Read for Counted<'_> {
 mod tests {
     use super::*;
     use crate::model::ImagePath;
-    use crate::pipeline::plan::Xattr;
+    use crate::model::tree::Xattr;
     use crate::recipe::Mode;
     use backhand::{FilesystemReader, InnerNode};
     use std::io::Read;
@@ -199,7 +177,13 @@ mod tests {
         tree.add(path("usr/lib/extension-release.d/extension-release.x"), release, "test").unwrap();
 
         let mut out = tempfile::tempfile().unwrap();
-        let options = PackOptions { compression: Compression::Gzip, mtime: 1234, threads: 2 };
+        let options = PackOptions {
+            format: crate::model::Format::Squashfs,
+            compression: crate::model::Compression::Gzip,
+            mtime: 1234,
+            threads: 2,
+            uuid: [0; 16],
+        };
         let reports = std::cell::RefCell::new(Vec::new());
         let stats =
             pack(&tree, &|_| unreachable!("no blobs"), &options, &mut out, &|d, t| reports.borrow_mut().push((d, t)))
@@ -209,7 +193,7 @@ mod tests {
         assert!(reports.iter().all(|(_, t)| *t == total), "{reports:?}");
         assert!(reports.windows(2).all(|w| w[0].0 < w[1].0), "progress grows at every report: {reports:?}");
         assert_eq!(reports.last(), Some(&(total, total)), "and ends at the total");
-        assert_eq!(stats.blocks.predicted, 3 + 2, "every data block came from the workers");
+        assert_eq!(stats.compressed_ahead, 3 + 2, "every data block came from the workers");
         assert_eq!(stats.bytes % 4096, 0, "padded to 4 KiB");
 
         out.seek(SeekFrom::Start(0)).unwrap();

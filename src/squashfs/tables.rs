@@ -15,7 +15,7 @@ use backhand::{FilesystemReader, InnerNode};
 
 use super::format::{Codec, MetadataWriter, NO_INDEX, NOT_SET, SuperBlock, flags};
 use super::xattr::XattrTable;
-use crate::pipeline::plan::{Node, Tree};
+use crate::model::tree::{Node, Tree};
 
 const BASIC_DIR: u16 = 1;
 const BASIC_FILE: u16 = 2;

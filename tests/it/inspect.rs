@@ -104,12 +104,12 @@ fn inspect_checks_the_release_against_the_file_name() {
 }
 
 #[test]
-fn inspect_refuses_files_that_are_not_squashfs() {
+fn inspect_refuses_files_that_are_neither_squashfs_nor_erofs() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("notes.raw");
     std::fs::write(&file, vec![b'x'; 4096]).unwrap();
     let failed = run(bakery(dir.path()).arg("inspect").arg(&file)).expect_code(2);
-    assert!(failed.stderr.contains("not a SquashFS image"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("neither a SquashFS nor an EROFS image"), "{}", failed.stderr);
     let missing = run(bakery(dir.path()).arg("inspect").arg(dir.path().join("absent.raw"))).expect_code(1);
     assert!(missing.stderr.contains("absent.raw"), "{}", missing.stderr);
 }

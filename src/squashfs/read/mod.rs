@@ -18,44 +18,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::model::Sha256;
+pub use crate::image::read::{Entry, Kind, Limits};
 use crate::squashfs::format::{NO_INDEX, SuperBlock};
 
 use data::{Data, FileData};
 use meta::{Cursor, Region, read_at};
-
-/// Caps on what reading one image may cost.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Uncompressed size of the inode table, and of the directory table.
-    pub metadata: usize,
-    pub inodes: u32,
-    /// Bytes of a path below the root (PATH_MAX).
-    pub path: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { metadata: 64 << 20, inodes: 1 << 20, path: 4096 }
-    }
-}
-
-/// One entry of a verified image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// Below the root, without a leading `/` (`usr/bin/kubelet`).
-    pub path: String,
-    pub mode: u16,
-    pub kind: Kind,
-    pub xattrs: Vec<(String, Vec<u8>)>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Dir,
-    File { size: u64, sha256: Sha256 },
-    Symlink { target: String },
-}
 
 /// What a verified image holds.
 #[derive(Clone, Debug)]
@@ -427,10 +394,11 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Compression, ImagePath};
-    use crate::pipeline::plan::{Content, Node, Tree};
+    use crate::image::pack::PackOptions;
+    use crate::model::tree::{Content, Node, Tree};
+    use crate::model::{Compression, Format, ImagePath, Sha256};
     use crate::recipe::Mode;
-    use crate::squashfs::{PackOptions, pack};
+    use crate::squashfs::pack;
 
     /// bakery's own images read back: modes, link targets (up to PATH_MAX, past SquashFS's
     /// 255-byte names), sizes and digests.
@@ -440,15 +408,21 @@ mod tests {
         let path = |p: &str| ImagePath::parse(p).unwrap();
         let bytes = vec![7u8; 300_000];
         let strict =
-            crate::pipeline::plan::Xattr { name: "user.extension-release.strict".into(), value: b"false".to_vec() };
-        let selinux = crate::pipeline::plan::Xattr { name: "security.selinux".into(), value: b"x".to_vec() };
+            crate::model::tree::Xattr { name: "user.extension-release.strict".into(), value: b"false".to_vec() };
+        let selinux = crate::model::tree::Xattr { name: "security.selinux".into(), value: b"x".to_vec() };
         let file =
             Node::File { content: Content::Inline(bytes.clone()), mode: Mode(0o755), xattrs: vec![strict, selinux] };
         tree.add(path("usr/bin/tool"), file, "test").unwrap();
         let long = format!("/usr/{}", "x/".repeat(200));
         tree.add(path("usr/bin/long"), Node::Symlink { target: long.clone() }, "test").unwrap();
         let mut out = tempfile::NamedTempFile::new().unwrap();
-        let options = PackOptions { compression: Compression::Zstd, mtime: 0, threads: 2 };
+        let options = PackOptions {
+            format: Format::Squashfs,
+            compression: Compression::Zstd,
+            mtime: 0,
+            threads: 2,
+            uuid: [0; 16],
+        };
         pack(&tree, &|_| unreachable!("no blobs"), &options, out.as_file_mut(), &|_, _| {}).unwrap();
         let verified = verify(out.path(), &Limits::default(), &|_| None).unwrap();
         let listed: Vec<(&str, u16, &Kind)> =
