@@ -150,6 +150,11 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     ),
     (
         "create",
+        "bakery create kubernetes v1.32.0 x86-64 --format erofs",
+        "An EROFS image (lz4hc, level 12) by the same name: Linux 5.4+ mounts it.",
+    ),
+    (
+        "create",
         "bakery create kubernetes v1.32.0 x86-64 --sysupdate --base-url https://example.org/ext",
         "Also write the transfer files for systemd-sysupdate.",
     ),

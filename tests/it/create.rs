@@ -333,6 +333,57 @@ fn every_compression_gives_an_image_unsquashfs_reads() {
     }
 }
 
+/// `--format` and `[create] format`: an EROFS image by the same name, its compression checked
+/// against the format before anything is downloaded, and a format change needs --force.
+#[test]
+fn the_format_comes_from_the_flag_or_the_config_and_compressions_are_checked_against_it() {
+    let world = World::new();
+    world.kubernetes();
+    let wrong = world.create(&["kubernetes", VERSION, "x86-64", "--compression", "lz4hc"]).expect_code(2);
+    assert!(
+        wrong.stderr.contains("squashfs images cannot be compressed with lz4hc: valid are gzip, zstd, xz, lz4"),
+        "{}",
+        wrong.stderr
+    );
+    let wrong = world.create(&["kubernetes", VERSION, "x86-64", "--format", "erofs", "--compression", "xz"]);
+    let wrong = wrong.expect_code(2);
+    assert!(wrong.stderr.contains("valid are lz4hc, lz4, zstd, lzma, none"), "{}", wrong.stderr);
+    assert_eq!(world.server.total_hits(), 0, "nothing was downloaded for a bad combination");
+
+    world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    let inspect = |world: &World| {
+        let out = run(bakery(world.home()).args(["inspect", "--json"]).arg(world.image())).expect_code(0);
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(inspect(&world)["format"], "squashfs");
+    let kept = world.create(&["kubernetes", VERSION, "x86-64", "--format", "erofs"]).expect_code(2);
+    assert!(kept.stderr.contains("format squashfs → erofs"), "{}", kept.stderr);
+
+    let config = world.home().join("bakery.toml");
+    std::fs::write(&config, "[create]\nformat = \"erofs\"\n").unwrap();
+    world.create(&["kubernetes", VERSION, "x86-64", "--force"]).expect_code(0);
+    let erofs = inspect(&world);
+    assert_eq!((&erofs["format"], &erofs["compression"]), (&"erofs".into(), &"lz4".into()), "{erofs}");
+    assert_eq!(erofs["uuid"].as_str().map(str::len), Some(36), "{erofs}");
+    let again = world.create(&["kubernetes", VERSION, "x86-64"]).expect_code(0);
+    assert!(again.stderr.contains("is up to date"), "{}", again.stderr);
+
+    std::fs::write(&config, "[create]\nformat = \"erofs\"\ncompression = \"gzip\"\n").unwrap();
+    let wrong = world.create(&["kubernetes", VERSION, "x86-64", "--force"]).expect_code(2);
+    assert!(
+        wrong.stderr.contains("bakery.toml: [create] compression: erofs images cannot be compressed with gzip"),
+        "{}",
+        wrong.stderr
+    );
+    std::fs::write(&config, "[create]\nformat = \"ext4\"\n").unwrap();
+    let wrong = world.create(&["kubernetes", VERSION, "x86-64", "--force"]).expect_code(2);
+    assert!(
+        wrong.stderr.contains("[create] format: unknown format \"ext4\": valid are squashfs, erofs"),
+        "{}",
+        wrong.stderr
+    );
+}
+
 #[test]
 fn an_image_built_from_the_same_inputs_is_up_to_date_without_any_request() {
     use std::os::unix::fs::MetadataExt;

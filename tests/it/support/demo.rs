@@ -99,11 +99,21 @@ impl Demo {
         self.build_script_of("other", version, "x86-64", format!("#!/bin/sh\necho other {version}\n"))
     }
 
+    /// Builds demo `version` (x86-64) written as `format` (`squashfs` or `erofs`).
+    pub fn build_as(&self, version: &str, format: &str) -> String {
+        let script = format!("#!/bin/sh\necho {version} > /run/demo.version\nexec sleep infinity\n");
+        self.build_with("demo", version, "x86-64", script, &["--format", format])
+    }
+
     fn build_script(&self, version: &str, arch: &str, script: String) -> String {
         self.build_script_of("demo", version, arch, script)
     }
 
     fn build_script_of(&self, name: &str, version: &str, arch: &str, script: String) -> String {
+        self.build_with(name, version, arch, script, &[])
+    }
+
+    fn build_with(&self, name: &str, version: &str, arch: &str, script: String, extra: &[&str]) -> String {
         let path = match name {
             "demo" => format!("/demo.example/{version}/demo"),
             _ => format!("/demo.example/{name}/{version}/demo"),
@@ -114,7 +124,7 @@ impl Demo {
         command.arg("--cache-dir").arg(self.dir.path().join("cache"));
         command.arg("--extensions-dir").arg(self.dir.path().join("extensions"));
         command.args(["--mirror", &self.server.mirror_for("https://demo.example")]);
-        command.args(["create", name, version, arch, "--force", "-o"]).arg(self.shared());
+        command.args(["create", name, version, arch, "--force"]).args(extra).arg("-o").arg(self.shared());
         run(&mut command).expect_code(0);
         format!("{name}-{version}-{arch}.raw")
     }
