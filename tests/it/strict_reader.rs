@@ -18,7 +18,7 @@ use support::rng::Rng;
 use support::{Server, bakery, run};
 
 /// What one entry is, as either side sees it.
-type Listing = BTreeMap<String, String>;
+pub(crate) type Listing = BTreeMap<String, String>;
 
 fn mksquashfs(tree: &Path, image: &Path, options: &[&str]) {
     let status = Command::new("mksquashfs")
@@ -68,7 +68,7 @@ fn build_kubernetes(home: &Path) -> PathBuf {
 }
 
 /// The listing in `inspect --json` output.
-fn bakery_listing(json: &serde_json::Value) -> Listing {
+pub(crate) fn bakery_listing(json: &serde_json::Value) -> Listing {
     let mut out = Listing::new();
     for file in json["files"].as_array().expect("files") {
         let path = file["path"].as_str().unwrap().trim_end_matches('/').to_string();
@@ -89,7 +89,7 @@ fn bakery_listing(json: &serde_json::Value) -> Listing {
 }
 
 /// What `unsquashfs -d` extracted, walked without following links.
-fn extracted_listing(root: &Path) -> Listing {
+pub(crate) fn extracted_listing(root: &Path) -> Listing {
     let mut out = Listing::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {

@@ -35,7 +35,12 @@ impl Image {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) enum Layout {
     /// `blocks` bytes from `at` (whole blocks but the last), then `tail` bytes at `tail_at`.
-    Flat { at: u64, blocks: u64, tail_at: u64, tail: u64 },
+    Flat {
+        at: u64,
+        blocks: u64,
+        tail_at: u64,
+        tail: u64,
+    },
     Compressed(Vec<Extent>),
     /// The whole file is the packed inode's bytes from this offset.
     Fragment(u64),
@@ -136,11 +141,21 @@ impl Packed {
 }
 
 /// Passes `len` bytes of a flat layout from `offset` to `sink`, a MiB at a time.
-fn flat(image: &Image, layout: &Layout, offset: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+fn flat(
+    image: &Image,
+    layout: &Layout,
+    offset: u64,
+    len: u64,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let Layout::Flat { at, blocks, tail_at, tail: _ } = *layout else { unreachable!("a flat layout") };
     let (mut pos, end) = (offset, offset + len);
     while pos < end {
-        let (from, n) = if pos < blocks { (at + pos, (blocks - pos).min(end - pos).min(1 << 20)) } else { (tail_at + pos - blocks, end - pos) };
+        let (from, n) = if pos < blocks {
+            (at + pos, (blocks - pos).min(end - pos).min(1 << 20))
+        } else {
+            (tail_at + pos - blocks, end - pos)
+        };
         sink(&image.read(from, n, "file data")?)?;
         pos += n;
     }

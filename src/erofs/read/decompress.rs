@@ -40,7 +40,8 @@ pub(super) fn decode(codec: Codec, raw: &[u8], len: usize, la: u64, block: usize
                     let declared = zstd::zstd_safe::get_frame_content_size(input)
                         .map_err(|_| anyhow::anyhow!("a corrupt zstd frame header"))?;
                     ensure!(declared == Some(len as u64), "a zstd frame declares {declared:?} bytes, not {len}");
-                    let out = zstd::bulk::decompress(input, len).map_err(|e| anyhow::anyhow!("corrupt zstd pcluster: {e}"))?;
+                    let out = zstd::bulk::decompress(input, len)
+                        .map_err(|e| anyhow::anyhow!("corrupt zstd pcluster: {e}"))?;
                     ensure!(out.len() == len, "a zstd pcluster decodes to {} bytes, not {len}", out.len());
                     out
                 }

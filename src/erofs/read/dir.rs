@@ -54,7 +54,8 @@ pub(super) fn entries(bytes: &[u8], block: usize, nid: u64, parent: u64) -> Resu
                 }
                 _ => {
                     ensure!(!name.iter().any(|b| matches!(b, b'/' | 0)), "the name {shown:?} is not a file name");
-                    let name = std::str::from_utf8(name).map_err(|_| anyhow::anyhow!("the name {shown:?} is not UTF-8"))?;
+                    let name =
+                        std::str::from_utf8(name).map_err(|_| anyhow::anyhow!("the name {shown:?} is not UTF-8"))?;
                     out.push((name.to_string(), child, file_type));
                 }
             }

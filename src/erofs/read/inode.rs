@@ -129,9 +129,13 @@ pub(super) fn filter_bit(index: u8, suffix: &[u8]) -> u32 {
 
 /// The index and suffix of a full xattr name (the inverse of the prefixes above).
 pub(super) fn split_name(name: &str) -> (u8, &[u8]) {
-    for (index, prefix) in
-        [(2u8, "system.posix_acl_access"), (3, "system.posix_acl_default"), (1, "user."), (4, "trusted."), (6, "security.")]
-    {
+    for (index, prefix) in [
+        (2u8, "system.posix_acl_access"),
+        (3, "system.posix_acl_default"),
+        (1, "user."),
+        (4, "trusted."),
+        (6, "security."),
+    ] {
         if let Some(rest) = name.strip_prefix(prefix) {
             return (index, rest.as_bytes());
         }
@@ -157,7 +161,10 @@ pub(super) fn xxh32(input: &[u8], seed: u32) -> u32 {
             }
             p = &p[16..];
         }
-        v[0].rotate_left(1).wrapping_add(v[1].rotate_left(7)).wrapping_add(v[2].rotate_left(12)).wrapping_add(v[3].rotate_left(18))
+        v[0].rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18))
     } else {
         seed.wrapping_add(P5)
     };
@@ -211,7 +218,7 @@ mod tests {
 
     #[test]
     fn xattr_entries_and_filter() {
-        let mut entry = vec![29u8, 1, 5, 0];
+        let mut entry = vec![24u8, 1, 5, 0];
         entry.extend_from_slice(b"extension-release.strictfalse");
         entry.resize(36, 0);
         let (name, value, size) = xattr_entry(&entry).unwrap();

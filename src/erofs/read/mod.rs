@@ -51,7 +51,8 @@ pub fn verify(path: &Path, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>
         let mut at = sb.end;
         for algorithm in (0..4u8).filter(|a| sb.algorithms & 1 << a != 0) {
             at = at.next_multiple_of(4);
-            let size = u16::from_le_bytes(image.read(at, 2, "an algorithm configuration")?.try_into().expect("2 bytes"));
+            let size =
+                u16::from_le_bytes(image.read(at, 2, "an algorithm configuration")?.try_into().expect("2 bytes"));
             let data = image.read(at + 2, size as u64, "an algorithm configuration")?;
             superblock::check_config(algorithm, &data)?;
             at += 2 + size as u64;
@@ -124,10 +125,6 @@ impl Reader<'_> {
             let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
             ensure!(end <= start, "the metadata of inodes {a} and {b} overlap");
         }
-        ensure!(
-            !seen.compressed || self.sb.feature_incompat & ZERO_PADDING != 0,
-            "compressed files without LZ4_0PADDING (a layout older than Linux 5.4)"
-        );
         Ok(Verified {
             format: Format::Erofs,
             compression: self.sb.compression(seen.compressed),
@@ -154,6 +151,11 @@ impl Reader<'_> {
 
     /// The layout of `inode`, its metadata recorded as used.
     fn layout(&mut self, inode: &Inode, seen: &mut Seen) -> Result<Layout> {
+        ensure!(
+            !inode.compressed() || self.sb.feature_incompat & ZERO_PADDING != 0,
+            "a compressed file in an image without LZ4_0PADDING (mkfs.erofs -Elegacy-compress): \
+             bakery reads only zero-padded pclusters, which it can check end to end"
+        );
         let (layout, end) = data::layout(&self.image, inode, self.sb.algorithms)?;
         ensure!(end <= self.image.end, "its metadata runs past the image's end");
         self.count_metadata(end - inode.at)?;
@@ -234,7 +236,11 @@ impl Reader<'_> {
                     })
                     .collect::<Result<Vec<_>>>()?;
                 let subdirs = children.iter().filter(|c| c.entry_type == FT_DIR).count() as u64;
-                ensure!(inode.nlink as u64 == 2 + subdirs, "link count {}, but it has {subdirs} subdirectories", inode.nlink);
+                ensure!(
+                    inode.nlink as u64 == 2 + subdirs,
+                    "link count {}, but it has {subdirs} subdirectories",
+                    inode.nlink
+                );
                 Kind::Dir
             }
             FT_REG => {

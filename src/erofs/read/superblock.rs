@@ -76,7 +76,10 @@ impl SuperBlock {
         let feature_compat = u32_at(sb, 8);
         let feature_incompat = u32_at(sb, 80);
         for (bit, what) in REFUSED_INCOMPAT {
-            ensure!(feature_incompat & bit == 0, "the image uses {what} (incompatible feature {bit:#x}), which bakery does not read");
+            ensure!(
+                feature_incompat & bit == 0,
+                "the image uses {what} (incompatible feature {bit:#x}), which bakery does not read"
+            );
         }
         ensure!(
             feature_incompat & !ACCEPTED_INCOMPAT == 0,
@@ -105,10 +108,7 @@ impl SuperBlock {
         ensure!(u16_at(sb, 86) == 0, "extra devices: bakery reads single-device images");
         ensure!(sb[91] == 0, "long xattr name prefixes are counted without their feature");
         let packed_nid = u64_at(sb, 96);
-        ensure!(
-            packed_nid == 0 || feature_incompat & FRAGMENTS != 0,
-            "a packed inode without the fragments feature"
-        );
+        ensure!(packed_nid == 0 || feature_incompat & FRAGMENTS != 0, "a packed inode without the fragments feature");
         Ok(Self {
             blkszbits,
             feature_compat,

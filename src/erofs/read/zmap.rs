@@ -60,7 +60,12 @@ pub(super) struct Extent {
 pub(super) enum MapHeader {
     /// The whole file is bytes of the packed inode from this offset.
     WholeFragment(u64),
-    Indexed { advise: u16, algorithms: [u8; 2], fragment_offset: u32, idata_size: u16 },
+    Indexed {
+        advise: u16,
+        algorithms: [u8; 2],
+        fragment_offset: u32,
+        idata_size: u16,
+    },
 }
 
 impl MapHeader {
@@ -185,7 +190,13 @@ impl Index<'_> {
             }
         }
         pos += rel << shift;
-        let vcnt: u64 = if shift == 2 { 2 } else if self.blkszbits <= 12 { 16 } else { bail!("2B compacted indexes for large lclusters") };
+        let vcnt: u64 = if shift == 2 {
+            2
+        } else if self.blkszbits <= 12 {
+            16
+        } else {
+            bail!("2B compacted indexes for large lclusters")
+        };
         let pack_len = vcnt << shift;
         // Packs are aligned to their size in the image.
         let abs = self.start + pos;
@@ -235,7 +246,13 @@ impl Index<'_> {
                 lc.delta[0] = lo;
             } else {
                 let (prev, t) = decode(i - 1);
-                let prev = if t != NONHEAD { 0 } else if prev & CBLKCNT != 0 { 1 } else { prev };
+                let prev = if t != NONHEAD {
+                    0
+                } else if prev & CBLKCNT != 0 {
+                    1
+                } else {
+                    prev
+                };
                 lc.delta[0] = prev + 1;
             }
             return Ok(lc);
@@ -292,7 +309,11 @@ pub(super) fn extents(index: &Index<'_>, header: &MapHeader, algorithms: u16, in
     let mut lcs_list = Vec::with_capacity(total as usize);
     for lcn in 0..total {
         let lc = index.load(lcn, total)?;
-        ensure!(lc.kind == NONHEAD || (lc.clusterofs as u64) < lcs, "lcluster {lcn} starts at {} in its cluster", lc.clusterofs);
+        ensure!(
+            lc.kind == NONHEAD || (lc.clusterofs as u64) < lcs,
+            "lcluster {lcn} starts at {} in its cluster",
+            lc.clusterofs
+        );
         ensure!(lc.kind != HEAD2, "lcluster {lcn} is a HEAD2 (a second algorithm), which bakery does not read");
         lcs_list.push(lc);
     }
@@ -326,7 +347,10 @@ pub(super) fn extents(index: &Index<'_>, header: &MapHeader, algorithms: u16, in
             PLAIN => Codec::Shifted,
             _ => {
                 let alg = algs[0];
-                ensure!(algorithms & 1 << alg != 0, "the extent at {la} uses algorithm {alg}, which the superblock does not list");
+                ensure!(
+                    algorithms & 1 << alg != 0,
+                    "the extent at {la} uses algorithm {alg}, which the superblock does not list"
+                );
                 Codec::Algorithm(alg)
             }
         };
@@ -347,7 +371,11 @@ pub(super) fn extents(index: &Index<'_>, header: &MapHeader, algorithms: u16, in
             } else {
                 let next = &lc[h as usize + 1];
                 if next.kind == NONHEAD {
-                    ensure!(next.blocks > 0, "lcluster {} after the head at {h} does not count the pcluster's blocks", h + 1);
+                    ensure!(
+                        next.blocks > 0,
+                        "lcluster {} after the head at {h} does not count the pcluster's blocks",
+                        h + 1
+                    );
                     next.blocks as u64
                 } else {
                     1
@@ -358,8 +386,10 @@ pub(super) fn extents(index: &Index<'_>, header: &MapHeader, algorithms: u16, in
             Source::Blocks { at: lc[h as usize].pblk * bs, len }
         };
         ensure!(len <= MAX_DECODED, "the extent at {la} decodes to {len} bytes, more than 12 MiB");
-        if let (Codec::Shifted | Codec::Interlaced, Source::Blocks { len: plen, .. } | Source::Inline { len: plen, .. }) =
-            (codec, source)
+        if let (
+            Codec::Shifted | Codec::Interlaced,
+            Source::Blocks { len: plen, .. } | Source::Inline { len: plen, .. },
+        ) = (codec, source)
         {
             ensure!(len <= plen, "the stored extent at {la} is {len} bytes, longer than its pcluster of {plen}");
             ensure!(codec != Codec::Interlaced || plen <= bs, "an interlaced pcluster larger than a block");
