@@ -638,7 +638,7 @@ fn erofs_targets(image: &[u8]) -> ErofsTargets {
     }
     for block in (0..image.len()).step_by(4096) {
         let first = u16_at(block + 8) as usize;
-        if first >= 24 && first % 12 == 0 && first < 4096 && image[block + first] == b'.' {
+        if first >= 24 && first.is_multiple_of(12) && first < 4096 && image[block + first] == b'.' {
             targets.dir_blocks.push(block);
         }
     }
