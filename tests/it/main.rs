@@ -13,6 +13,7 @@ mod cli;
 mod container_image;
 mod create;
 mod erofs_nodes;
+mod erofs_reader;
 mod examples;
 mod inspect;
 mod kube_api_model;

@@ -18,7 +18,7 @@ use support::rng::Rng;
 use support::{Server, bakery, run};
 
 /// What one entry is, as either side sees it.
-type Listing = BTreeMap<String, String>;
+pub(crate) type Listing = BTreeMap<String, String>;
 
 fn mksquashfs(tree: &Path, image: &Path, options: &[&str]) {
     let status = Command::new("mksquashfs")
@@ -68,7 +68,7 @@ fn build_kubernetes(home: &Path) -> PathBuf {
 }
 
 /// The listing in `inspect --json` output.
-fn bakery_listing(json: &serde_json::Value) -> Listing {
+pub(crate) fn bakery_listing(json: &serde_json::Value) -> Listing {
     let mut out = Listing::new();
     for file in json["files"].as_array().expect("files") {
         let path = file["path"].as_str().unwrap().trim_end_matches('/').to_string();
@@ -89,7 +89,7 @@ fn bakery_listing(json: &serde_json::Value) -> Listing {
 }
 
 /// What `unsquashfs -d` extracted, walked without following links.
-fn extracted_listing(root: &Path) -> Listing {
+pub(crate) fn extracted_listing(root: &Path) -> Listing {
     let mut out = Listing::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -605,4 +605,236 @@ fn release_strict_refuses_an_image_with_a_hidden_entry() {
     let refused = run(bakery(dir.path()).args(["release", "--strict", "--allow-unsigned"]).arg(&out)).expect_code(2);
     assert!(refused.stderr.contains("sample-v1-x86-64.raw"), "{}", refused.stderr);
     assert!(refused.stderr.contains("the entry \"holey\" has an invalid type 9"), "{}", refused.stderr);
+}
+
+/// Where the structures of an EROFS image are, found by their shape (the sample images are
+/// small and made by mkfs.erofs): inode slots, directory blocks, compressed inodes' indexes.
+struct ErofsTargets {
+    inodes: Vec<usize>,
+    dir_blocks: Vec<usize>,
+    indexes: Vec<usize>,
+}
+
+fn erofs_targets(image: &[u8]) -> ErofsTargets {
+    let u16_at = |at: usize| u16::from_le_bytes([image[at], image[at + 1]]);
+    let mut targets = ErofsTargets { inodes: Vec::new(), dir_blocks: Vec::new(), indexes: Vec::new() };
+    for at in (0..image.len().saturating_sub(64)).step_by(32) {
+        let (format, mode, nlink) = (u16_at(at), u16_at(at + 4), u16_at(at + 6));
+        let kind = mode & 0o170000;
+        if format < 8
+            && matches!(kind, 0o040000 | 0o100000 | 0o120000)
+            && (1..1000).contains(&nlink)
+            && image[at + 24..at + 28] == [0; 4]
+        {
+            targets.inodes.push(at);
+            if matches!(format >> 1 & 7, 1 | 3) {
+                let xattrs = match u16_at(at + 2) {
+                    0 => 0,
+                    n => 12 + 4 * (n as usize - 1),
+                };
+                targets.indexes.push((at + 32 + xattrs).next_multiple_of(8));
+            }
+        }
+    }
+    for block in (0..image.len()).step_by(4096) {
+        let first = u16_at(block + 8) as usize;
+        if first >= 24 && first.is_multiple_of(12) && first < 4096 && image[block + first] == b'.' {
+            targets.dir_blocks.push(block);
+        }
+    }
+    targets
+}
+
+/// Superblock fields (offset from 1024, width).
+const EROFS_FIELDS: [(usize, usize); 12] =
+    [(8, 4), (12, 1), (13, 1), (14, 2), (16, 8), (36, 4), (40, 4), (44, 4), (80, 4), (84, 2), (90, 1), (96, 8)];
+
+fn set_le(image: &mut [u8], at: usize, width: usize, value: u64) {
+    if at + width <= image.len() {
+        image[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
+    }
+}
+
+fn get_le(image: &[u8], at: usize, width: usize) -> u64 {
+    image.get(at..at + width).map(|b| b.iter().rev().fold(0u64, |v, b| v << 8 | *b as u64)).unwrap_or(0)
+}
+
+fn nearby(old: u64, rng: &mut Rng) -> u64 {
+    match rng.below(5) {
+        0 => 0,
+        1 => u64::MAX,
+        2 => old.wrapping_add(1 + rng.below(40) as u64),
+        3 => old.wrapping_sub(1 + rng.below(40) as u64),
+        _ => rng.next(),
+    }
+}
+
+fn mutate_erofs(base: &[u8], t: &ErofsTargets, rng: &mut Rng) -> Vec<u8> {
+    let mut image = base.to_vec();
+    let pick = |list: &[usize], rng: &mut Rng| list[rng.below(list.len())];
+    match rng.below(7) {
+        0 => {
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(image.len());
+                image[at] ^= 1 << rng.below(8);
+            }
+        }
+        1 => image.truncate(rng.below(base.len())),
+        2 => {
+            let (at, width) = EROFS_FIELDS[rng.below(EROFS_FIELDS.len())];
+            let value = nearby(get_le(&image, 1024 + at, width), rng);
+            set_le(&mut image, 1024 + at, width, value);
+            // Most of the time without the checksum, which would catch every change.
+            if rng.below(4) != 0 {
+                image[1032] &= !1;
+            }
+        }
+        3 if !t.inodes.is_empty() => {
+            let inode = pick(&t.inodes, rng);
+            let (at, width) = [(0, 2), (2, 2), (4, 2), (6, 2), (8, 4), (16, 4), (20, 4), (24, 2)][rng.below(8)];
+            let value = nearby(get_le(&image, inode + at, width), rng);
+            set_le(&mut image, inode + at, width, value);
+        }
+        4 if !t.dir_blocks.is_empty() => {
+            let block = pick(&t.dir_blocks, rng);
+            let count = get_le(&image, block + 8, 2) as usize / 12;
+            let entry = block + 12 * rng.below(count.max(1));
+            let (at, width) = [(0, 8), (0, 1), (8, 2), (10, 1)][rng.below(4)];
+            let value =
+                if rng.below(2) == 0 { nearby(get_le(&image, entry + at, width), rng) } else { rng.below(8) as u64 };
+            set_le(&mut image, entry + at, width, value);
+        }
+        5 if !t.indexes.is_empty() => {
+            let at = pick(&t.indexes, rng) + rng.below(96);
+            if at < image.len() {
+                image[at] = if rng.below(2) == 0 { rng.next() as u8 } else { image[at] ^ 1 << rng.below(8) };
+            }
+        }
+        _ => {
+            let at = rng.below(image.len() - 4);
+            for b in &mut image[at..at + [1, 2, 4][rng.below(3)]] {
+                *b = rng.next() as u8;
+            }
+        }
+    }
+    image
+}
+
+/// Inspects one EROFS mutant; when bakery reads it, the real fsck.erofs must extract the same.
+fn check_erofs_mutant(
+    tools: &support::erofs_tools::ErofsTools,
+    home: &Path,
+    image: &Path,
+    label: &str,
+    tally: &mut Tally,
+) -> Result<(), String> {
+    let out = Command::new("prlimit")
+        .args(["--as=1073741824", "--cpu=20", "--"])
+        .arg("timeout")
+        .args(["-s", "KILL", "30"])
+        .arg(env!("CARGO_BIN_EXE_bakery"))
+        .args(["inspect", "--json"])
+        .arg(image)
+        .env("HOME", home)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !matches!(code, Some(0) | Some(2)) || stderr.contains("panicked") {
+        return Err(format!("{label}: bakery inspect exited {code:?}: {stderr}"));
+    }
+    tally.tried += 1;
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        tally.refused += 1;
+        return if stderr.contains("error:") { Ok(()) } else { Err(format!("{label}: refused without a message")) };
+    };
+    if code == Some(0) {
+        tally.accepted += 1;
+    } else {
+        tally.flagged += 1;
+    }
+    let into = image.with_extension("d");
+    let (ok, fsck) = tools.extract(image, &into);
+    let theirs = if ok { Some(extracted_listing(&into)) } else { None };
+    let _ = std::fs::remove_dir_all(&into);
+    let Some(theirs) = theirs else { return Err(format!("{label}: bakery read it, fsck.erofs fails: {fsck}")) };
+    let ours = bakery_listing(&json);
+    if ours != theirs {
+        let differ: Vec<String> = ours
+            .iter()
+            .filter(|(k, v)| theirs.get(*k) != Some(v))
+            .map(|(k, v)| format!("{k}: bakery {v}, fsck.erofs {:?}", theirs.get(k)))
+            .chain(theirs.iter().filter(|(k, _)| !ours.contains_key(*k)).map(|(k, v)| format!("{k}: only fsck {v}")))
+            .take(5)
+            .collect();
+        return Err(format!("{label}: bakery and fsck.erofs disagree: {differ:?}"));
+    }
+    Ok(())
+}
+
+/// The differential test for EROFS: three mkfs.erofs bases (sysext-bakery's lz4hc flags with
+/// fragments and inline tails, uncompressed, lzma) mutated in seeded ways; every mutant bakery
+/// reads, the real `fsck.erofs --extract` (memory and time limited) must extract alike.
+#[test]
+fn mutated_erofs_images_bakery_accepts_read_exactly_like_fsck_erofs() {
+    let test = "mutated_erofs_images_bakery_accepts_read_exactly_like_fsck_erofs";
+    let Some(tools) = support::erofs_tools::ErofsTools::find(test) else { return };
+    let dir = tempfile::Builder::new().tempdir_in("/dev/shm").unwrap();
+    let tree = sample_tree(dir.path());
+    let flags: [(&str, &[&str], u64); 3] = [
+        ("lz4hc-fragments", &["-zlz4hc,12", "-C65536", "-Efragments,ztailpacking"], 700),
+        ("plain", &[], 700),
+        ("lzma", &["-zlzma"], 600),
+    ];
+    let mut total = Tally::default();
+    let mut failures = Vec::new();
+    for (label, options, count) in flags {
+        let base_path = dir.path().join(format!("{label}.raw"));
+        tools.mkfs(&tree, &base_path, options);
+        let mut tally = Tally::default();
+        check_erofs_mutant(&tools, dir.path(), &base_path, &format!("{label} base"), &mut tally).unwrap();
+        assert_eq!(tally.accepted + tally.flagged, 1, "{label}: the base image is read");
+        let base = std::fs::read(&base_path).unwrap();
+        let targets = erofs_targets(&base);
+        assert!(!targets.inodes.is_empty() && !targets.dir_blocks.is_empty(), "{label}: structures found");
+        let mut tally = Tally::default();
+        for seed in 1..=count {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ label.len() as u64);
+            let mutant = mutate_erofs(&base, &targets, &mut rng);
+            // BAKERY_TEST_MUTANT=erofs-plain-17 keeps just that mutant in /tmp, to reproduce it.
+            if std::env::var("BAKERY_TEST_MUTANT").is_ok_and(|m| m == format!("erofs-{label}-{seed}")) {
+                std::fs::write(format!("/tmp/erofs-{label}-{seed}.raw"), &mutant).unwrap();
+            }
+            let image = dir.path().join(format!("{label}-{seed}.raw"));
+            std::fs::write(&image, mutant).unwrap();
+            if let Err(failure) =
+                check_erofs_mutant(&tools, dir.path(), &image, &format!("{label} seed {seed}"), &mut tally)
+            {
+                failures.push(failure);
+            }
+            std::fs::remove_file(&image).unwrap();
+        }
+        eprintln!(
+            "erofs {label}: {} mutants, {} accepted, {} read with error findings, {} refused",
+            tally.tried, tally.accepted, tally.flagged, tally.refused
+        );
+        total.tried += tally.tried;
+        total.accepted += tally.accepted + tally.flagged;
+        total.refused += tally.refused;
+    }
+    eprintln!(
+        "erofs all: {} mutants, {} read, {} refused, {} disagreements",
+        total.tried,
+        total.accepted,
+        total.refused,
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mutants failed, the first: {:#?}",
+        failures.len(),
+        &failures[..failures.len().min(8)]
+    );
+    assert!(total.accepted > 50, "only {} mutants were read: the test would prove little", total.accepted);
 }
