@@ -12,6 +12,7 @@ mod bounded;
 mod cli;
 mod container_image;
 mod create;
+mod erofs;
 mod examples;
 mod inspect;
 mod kube_api_model;

@@ -5,6 +5,7 @@
 pub mod container;
 pub mod demo;
 pub mod dns;
+pub mod erofs_utils;
 pub mod fixtures;
 pub mod golden;
 pub mod gpg;
