@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support;
-use support::fixtures::{mirror_args, payload, sha256_hex};
 use support::erofs_tools::ErofsTools;
+use support::fixtures::{mirror_args, payload, sha256_hex};
 use support::{Run, Server, bakery, run};
 
 const IMAGE: &str = "edge-v1.0.0-x86-64.raw";
