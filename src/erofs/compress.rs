@@ -93,6 +93,8 @@ pub struct Compressor {
     zstd: Option<zstd::bulk::Compressor<'static>>,
     lzma: Option<microlzma::Encoder>,
     scratch: Vec<u8>,
+    /// Input bytes per output byte of the last zstd pcluster: where the next search starts.
+    zstd_ratio: Option<f64>,
 }
 
 impl Compressor {
@@ -110,7 +112,7 @@ impl Compressor {
             Codec::Lzma => Some(microlzma::Encoder::new(LZMA_PRESET, LZMA_DICT_SIZE)?),
             _ => None,
         };
-        Ok(Compressor { codec, zstd, lzma, scratch: vec![0u8; PCLUSTER_SIZE + 64] })
+        Ok(Compressor { codec, zstd, lzma, scratch: vec![0u8; PCLUSTER_SIZE + 64], zstd_ratio: None })
     }
 
     /// Compresses the longest prefix of `input` that fits in `out`: (input used, output size).
@@ -124,25 +126,33 @@ impl Compressor {
         }
     }
 
-    /// zstd has no fixed-output mode: search the input length whose frame fits, starting from
-    /// 4× the output and then from the ratio seen (erofs-utils' `compressor_libzstd.c`).
+    /// zstd has no fixed-output mode: search the input length whose frame fits, as erofs-utils'
+    /// `compressor_libzstd.c` does, but start from the ratio the previous pcluster had (a
+    /// binary's neighbouring 200 KiB compress alike) and stop once the frame is within
+    /// [`ZSTD_SLACK`] bytes of full: each try compresses ~200 KiB at level 15, and the exact
+    /// fill erofs-utils insists on costs many tries for the last few bytes.
     fn zstd_fill(&mut self, input: &[u8], out: &mut [u8]) -> Result<(usize, usize)> {
         let zstd = self.zstd.as_mut().expect("zstd compressor");
         let cap = out.len();
         let scratch = &mut self.scratch[..cap + 32];
         let (mut fits, mut fits_size) = (0usize, 0usize);
         let mut too_big = input.len() + 1;
-        let mut m = cap * 4;
+        // aim a little under full, so the first try usually fits
+        let mut m = match self.zstd_ratio {
+            Some(ratio) => (cap as f64 * ratio * 0.99) as usize,
+            None => cap * 4,
+        };
         loop {
             m = m.max(fits + 1).min(too_big - 1);
             match zstd.compress_to_buffer(&input[..m], &mut *scratch) {
                 Ok(size) if size > 0 && size <= cap => {
                     out[..size].copy_from_slice(&scratch[..size]);
                     (fits, fits_size) = (m, size);
-                    if too_big <= fits + 1 || size + 1 >= cap {
+                    if too_big <= fits + 1 || size + ZSTD_SLACK >= cap {
                         break;
                     }
-                    m = cap * m / size;
+                    // where the ratio seen says the frame fills, a little under
+                    m = (m as f64 * (cap - ZSTD_SLACK / 2) as f64 / size as f64) as usize;
                 }
                 _ => {
                     too_big = m;
@@ -153,9 +163,15 @@ impl Compressor {
                 }
             }
         }
+        if fits_size > 0 {
+            self.zstd_ratio = Some(fits as f64 / fits_size as f64);
+        }
         Ok((fits, fits_size))
     }
 }
+
+/// How far short of a full pcluster a zstd frame may stop: at most 0.4 % of the pcluster.
+const ZSTD_SLACK: usize = 256;
 
 /// One segment of a file, compressed: its extents and their physical blocks, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -168,6 +184,8 @@ pub struct Segment {
 
 /// Cuts `input` (a segment starting at a 4 KiB-aligned offset of the file) into extents.
 pub fn compress_segment(compressor: &mut Compressor, input: &[u8]) -> Result<Segment> {
+    // Which worker compressed what before must not matter: the bytes depend on the segment alone.
+    compressor.zstd_ratio = None;
     let mut segment = Segment::default();
     let mut out = vec![0u8; PCLUSTER_SIZE];
     let mut pos = 0;
