@@ -47,8 +47,8 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l arch -d 'The ar
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s o -l output -d 'Where the image and SHA256SUMS go [default: current directory]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l cni-version -d 'CNI plugins version (shorthand for --set cni_version=V)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l set -d 'Set a recipe option (repeatable)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand create" -l format -d 'Filesystem: squashfs (default, every kernel) or erofs (Linux 5.4+, has a UUID)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand create" -l compression -d 'Compression. squashfs: gzip (default, every kernel), zstd (4.14+), xz or lz4. erofs: lz4hc (default, level 12; Linux 5.3+), lz4 (5.3+), lzma (5.16+), zstd (about 6.10+) or none' -r
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l format -d 'Filesystem: squashfs (default, every kernel) or erofs (Linux 5.13+, has a UUID)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l compression -d 'Compression. squashfs: gzip (default, every kernel), zstd (4.14+), xz or lz4. erofs: lz4hc (default, level 12; Linux 5.13+), lz4 (5.13+), lzma (5.16+), zstd (about 6.10+) or none (5.4+)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l os -d 'ID= of the extension-release file: _any (default) or an os-release ID' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l sysupdate -d 'Also write this image\'s transfer files for systemd-sysupdate (needs --base-url); `--sysupdate true` and `--sysupdate false` work too' -r -f -a "true\t''
 false\t''"

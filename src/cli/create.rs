@@ -35,12 +35,12 @@ pub struct CreateArgs {
     /// Set a recipe option (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub options: Vec<(String, String)>,
-    /// Filesystem: squashfs (default, every kernel) or erofs (Linux 5.4+, has a UUID)
+    /// Filesystem: squashfs (default, every kernel) or erofs (Linux 5.13+, has a UUID)
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<Format>,
     /// Compression. squashfs: gzip (default, every kernel), zstd (4.14+), xz or lz4.
-    /// erofs: lz4hc (default, level 12; Linux 5.3+), lz4 (5.3+), lzma (5.16+), zstd (about
-    /// 6.10+) or none
+    /// erofs: lz4hc (default, level 12; Linux 5.13+), lz4 (5.13+), lzma (5.16+), zstd
+    /// (about 6.10+) or none (5.4+)
     #[arg(long, value_name = "ALGO")]
     pub compression: Option<Compression>,
     /// ID= of the extension-release file: _any (default) or an os-release ID

@@ -151,7 +151,7 @@ pub const EXAMPLES: &[(&str, &str, &str)] = &[
     (
         "create",
         "bakery create kubernetes v1.32.0 x86-64 --format erofs",
-        "An EROFS image (lz4hc, level 12) by the same name: Linux 5.4+ mounts it.",
+        "An EROFS image (lz4hc, level 12) by the same name: Linux 5.13+ mounts it.",
     ),
     (
         "create",

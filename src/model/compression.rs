@@ -12,7 +12,8 @@ pub enum Format {
     /// Every kernel and systemd reads it.
     #[default]
     Squashfs,
-    /// Linux 5.4+; carries a filesystem UUID (what overlayfs wants); mkosi's default for sysexts.
+    /// Linux 5.13+ with lz4/lz4hc (64 KiB physical clusters), 5.4+ uncompressed; carries a
+    /// filesystem UUID (what overlayfs wants); mkosi's default for sysexts.
     Erofs,
 }
 
@@ -81,9 +82,9 @@ pub enum Compression {
     Zstd,
     /// xz preset 6: smallest SquashFS, slowest.
     Xz,
-    /// lz4: fastest to read, largest. EROFS on Linux 5.3+.
+    /// lz4: fastest to read, largest. EROFS (64 KiB physical clusters) on Linux 5.13+.
     Lz4,
-    /// lz4hc level 12, EROFS's default (sysext-bakery's): lz4's read speed, smaller.
+    /// lz4hc level 12, EROFS's default (sysext-bakery's): lz4's read speed, smaller; Linux 5.13+.
     Lz4hc,
     /// MicroLZMA preset 6 (EROFS, Linux 5.16+): smallest EROFS.
     Lzma,
