@@ -226,18 +226,7 @@ fn push_raw(segment: &mut Segment, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
+    use crate::util::testdata::noise;
 
     fn text(len: usize) -> Vec<u8> {
         let words = ["kubelet ", "containerd ", "socket ", "\n", "ExecStart=/usr/bin/", "cni ", "0x", "42 "];

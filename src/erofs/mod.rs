@@ -164,19 +164,8 @@ mod tests {
     use crate::model::tree::Xattr;
     use crate::model::{Compression, Format, ImagePath};
     use crate::recipe::Mode;
+    use crate::util::testdata::noise;
     use std::io::Read;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 
     /// Text-like bytes that compress about 3:1.
     fn text(len: usize, seed: u64) -> Vec<u8> {

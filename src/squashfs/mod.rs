@@ -136,20 +136,9 @@ mod tests {
     use crate::model::ImagePath;
     use crate::model::tree::Xattr;
     use crate::recipe::Mode;
+    use crate::util::testdata::noise;
     use backhand::{FilesystemReader, InnerNode};
     use std::io::Read;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut state = seed | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    }
 
     fn file(bytes: Vec<u8>, mode: u16) -> Node {
         Node::File { content: Content::Inline(bytes), mode: Mode(mode), xattrs: vec![] }

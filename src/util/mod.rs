@@ -6,6 +6,8 @@ pub mod cancel;
 pub mod failpoint;
 pub mod gpg;
 pub mod prometheus;
+#[cfg(test)]
+pub mod testdata;
 pub mod time;
 
 use std::io::IsTerminal;

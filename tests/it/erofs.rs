@@ -18,15 +18,8 @@ const RELEASE: &str = "usr/lib/extension-release.d/extension-release.edge";
 type Found = BTreeMap<String, (char, u32, Vec<u8>)>;
 
 fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
+    let mut rng = support::rng::Rng(0x9e37_79b9_7f4a_7c15);
+    (0..len).map(|_| rng.next() as u8).collect()
 }
 
 /// The archive's entries below `usr/share/edge`: (path, mode, bytes) or (path, 0, target) for

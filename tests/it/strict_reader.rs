@@ -222,15 +222,21 @@ struct Tally {
     refused: usize,
 }
 
-/// Inspects one mutant; when bakery accepts it, compares with unsquashfs.
-fn check_mutant(home: &Path, image: &Path, label: &str, tally: &mut Tally) -> Result<(), String> {
+/// `bakery inspect --json image` under a memory, CPU and time limit, counted into `tally`: the
+/// listing when bakery read the image (accepted, or read with error findings), `None` when it
+/// refused it with a message; an error for a crash, a hang or a refusal without a message.
+fn inspect_bounded(
+    home: &Path,
+    image: &Path,
+    label: &str,
+    tally: &mut Tally,
+) -> Result<Option<serde_json::Value>, String> {
     let out = Command::new("prlimit")
         .args(["--as=1073741824", "--cpu=20", "--"])
         .arg("timeout")
         .args(["-s", "KILL", "30"])
         .arg(env!("CARGO_BIN_EXE_bakery"))
-        .arg("inspect")
-        .arg("--json")
+        .args(["inspect", "--json"])
         .arg(image)
         .env("HOME", home)
         .env_remove("RUST_BACKTRACE")
@@ -245,7 +251,7 @@ fn check_mutant(home: &Path, image: &Path, label: &str, tally: &mut Tally) -> Re
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
         tally.refused += 1;
         return match stderr.contains("error:") {
-            true => Ok(()),
+            true => Ok(None),
             false => Err(format!("{label}: refused without a message: {stderr}")),
         };
     };
@@ -254,6 +260,29 @@ fn check_mutant(home: &Path, image: &Path, label: &str, tally: &mut Tally) -> Re
     } else {
         tally.flagged += 1;
     }
+    Ok(Some(json))
+}
+
+/// Whether bakery's listing equals what `tool` extracted into `into`; the first differences if not.
+fn same_listing(json: &serde_json::Value, into: &Path, label: &str, tool: &str) -> Result<(), String> {
+    let ours = bakery_listing(json);
+    let theirs = extracted_listing(into);
+    if ours == theirs {
+        return Ok(());
+    }
+    let differ: Vec<String> = ours
+        .iter()
+        .filter(|(k, v)| theirs.get(*k) != Some(v))
+        .map(|(k, v)| format!("{k}: bakery {v}, {tool} {:?}", theirs.get(k)))
+        .chain(theirs.iter().filter(|(k, _)| !ours.contains_key(*k)).map(|(k, v)| format!("{k}: only {tool} {v}")))
+        .take(5)
+        .collect();
+    Err(format!("{label}: bakery and {tool} disagree: {differ:?}"))
+}
+
+/// Inspects one mutant; when bakery accepts it, compares with unsquashfs.
+fn check_mutant(home: &Path, image: &Path, label: &str, tally: &mut Tally) -> Result<(), String> {
+    let Some(json) = inspect_bounded(home, image, label, tally)? else { return Ok(()) };
     let into = image.with_extension("d");
     let unsquashfs = Command::new("timeout")
         .args(["-s", "KILL", "30", "unsquashfs", "-n", "-d"])
@@ -268,22 +297,9 @@ fn check_mutant(home: &Path, image: &Path, label: &str, tally: &mut Tally) -> Re
             String::from_utf8_lossy(&unsquashfs.stderr)
         ));
     }
-    let ours = bakery_listing(&json);
-    let theirs = extracted_listing(&into);
+    let same = same_listing(&json, &into, label, "unsquashfs");
     std::fs::remove_dir_all(&into).unwrap();
-    if ours != theirs {
-        let differ: Vec<String> = ours
-            .iter()
-            .filter(|(k, v)| theirs.get(*k) != Some(v))
-            .map(|(k, v)| format!("{k}: bakery {v}, unsquashfs {:?}", theirs.get(k)))
-            .chain(
-                theirs.iter().filter(|(k, _)| !ours.contains_key(*k)).map(|(k, v)| format!("{k}: only unsquashfs {v}")),
-            )
-            .take(5)
-            .collect();
-        return Err(format!("{label}: bakery and unsquashfs disagree: {differ:?}"));
-    }
-    Ok(())
+    same
 }
 
 #[test]
@@ -732,55 +748,23 @@ fn check_erofs_mutant(
     label: &str,
     tally: &mut Tally,
 ) -> Result<(), String> {
-    let out = Command::new("prlimit")
-        .args(["--as=1073741824", "--cpu=20", "--"])
-        .arg("timeout")
-        .args(["-s", "KILL", "30"])
-        .arg(env!("CARGO_BIN_EXE_bakery"))
-        .args(["inspect", "--json"])
-        .arg(image)
-        .env("HOME", home)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    let code = out.status.code();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !matches!(code, Some(0) | Some(2)) || stderr.contains("panicked") {
-        return Err(format!("{label}: bakery inspect exited {code:?}: {stderr}"));
-    }
-    tally.tried += 1;
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        tally.refused += 1;
-        return if stderr.contains("error:") { Ok(()) } else { Err(format!("{label}: refused without a message")) };
-    };
-    if code == Some(0) {
-        tally.accepted += 1;
-    } else {
-        tally.flagged += 1;
-    }
+    let Some(json) = inspect_bounded(home, image, label, tally)? else { return Ok(()) };
     let into = image.with_extension("d");
     let (ok, fsck) = tools.extract(image, &into);
-    let theirs = if ok { Some(extracted_listing(&into)) } else { None };
+    let same = if ok {
+        same_listing(&json, &into, label, "fsck.erofs")
+    } else {
+        Err(format!("{label}: bakery read it, fsck.erofs fails: {fsck}"))
+    };
     let _ = std::fs::remove_dir_all(&into);
-    let Some(theirs) = theirs else { return Err(format!("{label}: bakery read it, fsck.erofs fails: {fsck}")) };
-    let ours = bakery_listing(&json);
-    if ours != theirs {
-        let differ: Vec<String> = ours
-            .iter()
-            .filter(|(k, v)| theirs.get(*k) != Some(v))
-            .map(|(k, v)| format!("{k}: bakery {v}, fsck.erofs {:?}", theirs.get(k)))
-            .chain(theirs.iter().filter(|(k, _)| !ours.contains_key(*k)).map(|(k, v)| format!("{k}: only fsck {v}")))
-            .take(5)
-            .collect();
-        return Err(format!("{label}: bakery and fsck.erofs disagree: {differ:?}"));
-    }
-    Ok(())
+    same
 }
 
 /// The differential test for EROFS: three mkfs.erofs bases (sysext-bakery's lz4hc flags with
 /// fragments and inline tails, uncompressed, lzma) and bakery's own kubernetes image (its
-/// writer's lz4hc layout: data first, compacted indexes, inline tails), mutated in seeded ways; every mutant bakery
-/// reads, the real `fsck.erofs --extract` (memory and time limited) must extract alike.
+/// writer's lz4hc layout: data first, compacted indexes, inline tails), mutated in seeded
+/// ways; every mutant bakery reads, the real `fsck.erofs --extract` (memory and time limited)
+/// must extract alike.
 #[test]
 fn mutated_erofs_images_bakery_accepts_read_exactly_like_fsck_erofs() {
     let test = "mutated_erofs_images_bakery_accepts_read_exactly_like_fsck_erofs";
