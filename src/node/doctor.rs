@@ -76,13 +76,14 @@ pub fn systemd_check(version: Option<u32>, sysupdate_installed: bool) -> Check {
     check("systemd", status, detail, lacks.join("; "))
 }
 
-/// The kernel check from /proc/filesystems and the modules directory.
-pub fn kernel_check(filesystems: &str, module_exists: &dyn Fn(&str) -> bool) -> Check {
+/// The kernel check from /proc/filesystems and the modules directory. `erofs_images` names the
+/// linked images that are EROFS: then the kernel must have EROFS too.
+pub fn kernel_check(filesystems: &str, module_exists: &dyn Fn(&str) -> bool, erofs_images: &[String]) -> Check {
     let listed = |fs: &str| filesystems.lines().any(|l| l.split_whitespace().last() == Some(fs));
     let mut missing_required = Vec::new();
     let mut notes = Vec::new();
     for (fs, module, required) in
-        [("squashfs", "squashfs", true), ("overlay", "overlayfs", true), ("erofs", "erofs", false)]
+        [("squashfs", "squashfs", true), ("overlay", "overlayfs", true), ("erofs", "erofs", !erofs_images.is_empty())]
     {
         if listed(fs) {
             notes.push(fs.to_string());
@@ -94,12 +95,19 @@ pub fn kernel_check(filesystems: &str, module_exists: &dyn Fn(&str) -> bool) -> 
     }
     if missing_required.is_empty() {
         check("kernel", Status::Ok, format!("file systems: {}", notes.join(", ")), "")
+    } else if missing_required == ["erofs"] {
+        check(
+            "kernel",
+            Status::Fail,
+            format!("missing erofs, and {} linked as EROFS", erofs_images.join(", ")),
+            "use a kernel with CONFIG_EROFS_FS (5.13+ for lz4/lz4hc images), or build the images with --format squashfs",
+        )
     } else {
         check(
             "kernel",
             Status::Fail,
             format!("missing {}", missing_required.join(", ")),
-            "use a kernel with CONFIG_SQUASHFS and CONFIG_OVERLAY_FS (and load the modules)",
+            "use a kernel with CONFIG_SQUASHFS, CONFIG_OVERLAY_FS and, for EROFS images, CONFIG_EROFS_FS (and load the modules)",
         )
     }
 }
@@ -202,7 +210,13 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
     let filesystems = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let modules = Path::new("/lib/modules").join(release.trim()).join("kernel/fs");
-    checks.push(kernel_check(&filesystems, &|module| modules.join(module).exists()));
+    let erofs_images: Vec<String> = super::observe::linked(root)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| crate::image::read::sniff(&l.image).is_ok_and(|f| f == crate::model::Format::Erofs))
+        .map(|l| l.node_image)
+        .collect();
+    checks.push(kernel_check(&filesystems, &|module| modules.join(module).exists(), &erofs_images));
 
     checks.push(writable(
         root,
@@ -376,14 +390,22 @@ mod tests {
 
     #[test]
     fn kernel_file_systems_or_modules() {
-        let ok = kernel_check("nodev\toverlay\n\tsquashfs\n", &|_| false);
+        let ok = kernel_check("nodev\toverlay\n\tsquashfs\n", &|_| false, &[]);
         assert_eq!(ok.status, Status::Ok);
-        let module = kernel_check("nodev\toverlay\n", &|m| m == "squashfs");
+        let module = kernel_check("nodev\toverlay\n", &|m| m == "squashfs", &[]);
         assert_eq!(module.status, Status::Ok);
         assert!(module.detail.contains("squashfs (module)"));
-        let missing = kernel_check("nodev\tproc\n", &|_| false);
+        let missing = kernel_check("nodev\tproc\n", &|_| false, &[]);
         assert_eq!(missing.status, Status::Fail);
         assert!(missing.detail.contains("squashfs, overlay"));
+        // EROFS is needed only when a linked image is EROFS
+        let image = vec!["/opt/extensions/k/k.raw".to_string()];
+        let no_erofs = kernel_check("nodev\toverlay\n\tsquashfs\n", &|_| false, &image);
+        assert_eq!(no_erofs.status, Status::Fail);
+        assert!(no_erofs.detail.contains("missing erofs, and /opt/extensions/k/k.raw linked as EROFS"), "{no_erofs:?}");
+        assert!(no_erofs.fix.contains("--format squashfs"), "{no_erofs:?}");
+        let erofs = kernel_check("nodev\toverlay\n\tsquashfs\n\terofs\n", &|_| false, &image);
+        assert_eq!(erofs.status, Status::Ok);
     }
 
     #[test]
