@@ -161,7 +161,10 @@ fn invalid_images_are_refused_and_the_merged_state_is_untouched(systemd: Systemd
     // A file that is not an image at all, linked under another name.
     node.container.sh("head -c 8192 /dev/urandom > /opt/extensions/demo/junk.raw && ln -sfn /opt/extensions/demo/junk.raw /etc/extensions/junk.raw").expect_code(0);
     let refused = node.bakery(&["node", "refresh"]).expect_code(1);
-    assert!(refused.stdout.contains("junk: Refused") && refused.stdout.contains("not a SquashFS image"), "{refused:?}");
+    assert!(
+        refused.stdout.contains("junk: Refused") && refused.stdout.contains("neither a SquashFS nor an EROFS image"),
+        "{refused:?}"
+    );
     assert!(node.container.run(&["test", "-e", "/etc/extensions/junk.raw"]).code != 0, "set aside");
     assert_eq!(node.demo_state(), ("active".into(), "v1.0.0".into()));
     assert_eq!(node.records()["extensions"]["junk"]["last_result"]["outcome"], "refused");

@@ -209,7 +209,7 @@ fn foreign_mismatched_and_prerelease_images_are_named_and_skipped_or_fatal() {
     let strict = world.release(None, &["--base-url", BASE, "--allow-unsigned", "--strict"]).expect_code(2);
     for needle in [
         "notes.raw: ",
-        "not a SquashFS image",
+        "neither a SquashFS nor an EROFS image",
         "kubernetes-v9.9.9-x86-64.raw: ",
         "SYSEXT_VERSION_ID=v1.32.0, but the image is named for v9.9.9",
         "kubernetes-v1.33.0-rc.1-x86-64.raw: v1.33.0-rc.1 is a pre-release",
