@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Arch;
 
+pub mod gpt;
+pub mod sign;
+pub mod verity;
+pub mod write;
+
 /// The three partition types of a sysext DDI for one architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PartitionTypes {
