@@ -54,6 +54,8 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l sysupdate -d 'A
 false\t''"
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l base-url -d 'Where the output directory is served (Source Path= of the transfer files)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-key -d 'PEM private key (RSA) that signs the DDI\'s root hash' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-cert -d 'PEM X.509 certificate of --sign-key\'s public key (nodes trust it in /etc/verity.d)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
@@ -61,6 +63,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l extensions-dir 
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l force -d 'Replace an existing image'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l dry-run -d 'Print the resolved plan as JSON; download nothing'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l allow-unsigned -d 'Transfer files say Verify=no (no SHA256SUMS.gpg will be published)'
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l ddi -d 'Write a signed dm-verity Discoverable Disk Image: the filesystem, its hash tree and a PKCS#7 signature of the root hash in a GPT (needs --sign-key and --sign-cert)'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s h -l help -d 'Print help'
