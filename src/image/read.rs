@@ -92,10 +92,6 @@ impl Span {
         self.len
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// Fills `buf` from `at`, failing when any of it lies past the end.
     pub fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
         if at.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
