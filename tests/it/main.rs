@@ -12,6 +12,7 @@ mod bounded;
 mod cli;
 mod container_image;
 mod create;
+mod ddi_node;
 mod erofs;
 mod erofs_nodes;
 mod erofs_reader;

@@ -57,7 +57,7 @@ pub fn superblock(hash: &Span) -> Result<Params> {
 pub fn check(params: &Params, data: &Span, hash: &Span) -> Result<[u8; 32]> {
     let (dbs, hbs) = (params.data_block_size as u64, params.hash_block_size as u64);
     ensure!(params.data_blocks > 0, "the verity superblock counts no data blocks");
-    let data_len = params.data_blocks.checked_mul(dbs).unwrap_or(u64::MAX);
+    let data_len = params.data_blocks.saturating_mul(dbs);
     ensure!(
         data_len <= data.len(),
         "the verity superblock covers {} blocks of {dbs} bytes ({data_len} bytes), the data partition has {} bytes",
@@ -101,6 +101,10 @@ pub fn check(params: &Params, data: &Span, hash: &Span) -> Result<[u8; 32]> {
     }
     let root = digests[0];
     let start = 512u64.next_multiple_of(hbs);
+    ensure!(
+        hash.read_vec(512, (start - 512) as usize)?.iter().all(|b| *b == 0),
+        "the hash partition has bytes other than zero between the superblock and the hash tree"
+    );
     let mut at = start;
     for (i, level) in levels.iter().enumerate().rev() {
         let stored = hash.read_vec(at, level.len()).map_err(|e| {
@@ -114,6 +118,15 @@ pub fn check(params: &Params, data: &Span, hash: &Span) -> Result<[u8; 32]> {
             );
         }
         at += level.len() as u64;
+    }
+    let mut rest = at;
+    while rest < hash.len() {
+        let n = (hash.len() - rest).min(1 << 20);
+        ensure!(
+            hash.read_vec(rest, n as usize)?.iter().all(|b| *b == 0),
+            "the hash partition has bytes other than zero after the hash tree (from byte {at})"
+        );
+        rest += n;
     }
     Ok(root)
 }

@@ -37,7 +37,7 @@ pub struct Verified {
 /// a file larger than that is an error (small caps for extension-release and the manifest).
 pub fn verify_span(file: &Span, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
     let len = file.len();
-    let sb = SuperBlock::parse(&read_at(&file, 0, 96).context("reading the superblock")?)?;
+    let sb = SuperBlock::parse(&read_at(file, 0, 96).context("reading the superblock")?)?;
     Reader::new(file, sb, len, limits)?.walk(keep)
 }
 
