@@ -714,12 +714,16 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__inspect)
-            opts="-v -q -h -V --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-v -q -h -V --json --verity-cert --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --verity-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

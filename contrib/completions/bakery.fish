@@ -68,6 +68,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -s v -l verbose -d
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l verity-cert -d 'Verify a DDI\'s signature with this PEM certificate instead of /etc/verity.d and /usr/lib/verity.d (repeatable)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F

@@ -6,6 +6,8 @@
 //! Shared by both sides: the partition type UUIDs per architecture and the signature
 //! partition's JSON.
 
+pub mod read;
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::Arch;

@@ -92,7 +92,8 @@ pub async fn refresh<S: Systemd>(
         tracing::info!("unmerging {}: nothing is linked any more", merged.join(", "));
     }
     let mut records = Records::load(root)?;
-    let host = Host::read(root)?;
+    let mut host = Host::read(root)?;
+    host.require_signed = config.require_signed;
     let mut report = Report::default();
     let overrides: BTreeMap<String, Vec<String>> =
         config.extensions.iter().filter_map(|(n, e)| e.restart_units.clone().map(|u| (n.clone(), u))).collect();

@@ -13,6 +13,7 @@ mod cli;
 mod container_image;
 mod create;
 mod ddi_build;
+mod ddi_node;
 mod erofs;
 mod erofs_nodes;
 mod erofs_reader;

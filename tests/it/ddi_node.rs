@@ -1,0 +1,138 @@
+//! DDIs made with the real tools (mksquashfs, veritysetup, openssl smime, sfdisk), as systemd-repart
+//! lays them out, read back by `bakery inspect`: the partitions, the root hash veritysetup printed
+//! and the signature verified; a flipped byte in the data, the hash tree or the signature refused.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{bakery, run};
+
+/// Builds `demo.raw` (x86-64, signed by `cert.pem`) and `other.pem` in `dir`; prints the root
+/// hash and the partitions' offsets: `ROOTHASH DATA_OFFSET HASH_OFFSET SIG_OFFSET`.
+const MAKE_DDI: &str = r#"set -euo pipefail
+mkdir -p root/usr/lib/extension-release.d root/usr/bin
+echo ID=_any > root/usr/lib/extension-release.d/extension-release.demo
+head -c 300000 /dev/zero | tr '\0' 'x' > root/usr/bin/tool
+mksquashfs root data.img -noappend -all-root -quiet >/dev/null
+veritysetup format --data-block-size=4096 --hash-block-size=4096 data.img hash.img > format.txt
+RH=$(awk '/Root hash:/{print $3}' format.txt)
+openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -subj /CN=bakery-test -days 2 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.pem -subj /CN=other -days 2 2>/dev/null
+printf %s "$RH" > roothash
+openssl smime -sign -nocerts -noattr -binary -in roothash -signer cert.pem -inkey key.pem -outform der -out sig.der
+FP=$(openssl x509 -in cert.pem -outform der | sha256sum | cut -c1-64)
+printf '{"rootHash":"%s","signature":"%s","certificateFingerprint":"%s"}' "$RH" "$(base64 -w0 sig.der)" "$FP" > sig.json
+truncate -s 4096 sig.json
+uuid() { echo "${1:0:8}-${1:8:4}-${1:12:4}-${1:16:4}-${1:20:12}"; }
+D=$(stat -c %s data.img); H=$(( ($(stat -c %s hash.img) + 4095) / 4096 * 4096 )); truncate -s $H hash.img
+DS=$((D / 512)); HS=$((H / 512))
+truncate -s $(( (2048 + DS + HS + 8 + 2048) * 512 )) demo.raw
+printf 'label: gpt\nstart=2048, size=%d, type=4f68bce3-e8cd-4db1-96e7-fbcaf984b709, uuid=%s\nstart=%d, size=%d, type=2c7357ed-ebd2-46d9-aec1-23d437ec2bf5, uuid=%s\nstart=%d, size=8, type=41092b05-9fc8-4523-994f-2def0408b176\n' \
+  $DS "$(uuid ${RH:0:32})" $((2048 + DS)) $HS "$(uuid ${RH:32:32})" $((2048 + DS + HS)) | sfdisk -q demo.raw
+dd if=data.img of=demo.raw bs=512 seek=2048 conv=notrunc status=none
+dd if=hash.img of=demo.raw bs=512 seek=$((2048 + DS)) conv=notrunc status=none
+dd if=sig.json of=demo.raw bs=512 seek=$((2048 + DS + HS)) conv=notrunc status=none
+echo "$RH $((2048 * 512)) $(( (2048 + DS) * 512 )) $(( (2048 + DS + HS) * 512 ))"
+"#;
+
+struct Made {
+    dir: tempfile::TempDir,
+    root_hash: String,
+    data: u64,
+    hash: u64,
+    sig: u64,
+}
+
+impl Made {
+    fn image(&self) -> PathBuf {
+        self.dir.path().join("demo.raw")
+    }
+}
+
+fn make() -> Made {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(Command::new("bash").arg("-c").arg(MAKE_DDI).current_dir(dir.path()));
+    assert_eq!(out.code, 0, "making the DDI: {}", out.stderr);
+    let fields: Vec<&str> = out.stdout.split_whitespace().collect();
+    let n = |i: usize| fields[i].parse::<u64>().unwrap();
+    Made { root_hash: fields[0].to_string(), data: n(1), hash: n(2), sig: n(3), dir }
+}
+
+fn inspect(image: &Path, cert: &Path) -> crate::support::Run {
+    let home = image.parent().unwrap();
+    run(bakery(home).args(["inspect", "--json", "--verity-cert"]).arg(cert).arg(image))
+}
+
+fn flip(image: &Path, at: u64) {
+    let mut bytes = std::fs::read(image).unwrap();
+    bytes[at as usize] ^= 0x01;
+    std::fs::write(image, bytes).unwrap();
+}
+
+#[test]
+fn inspect_reports_a_signed_ddi() {
+    let made = make();
+    let out = inspect(&made.image(), &made.dir.path().join("cert.pem"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let ddi = &json["ddi"];
+    assert_eq!(ddi["root_hash"], made.root_hash.as_str());
+    let roles: Vec<&str> = ddi["partitions"].as_array().unwrap().iter().map(|p| p["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["root", "root-verity", "root-verity-sig"]);
+    assert_eq!(ddi["partitions"][0]["uuid"].as_str().unwrap().replace('-', ""), made.root_hash[..32]);
+    assert_eq!(ddi["signature"]["signer"]["subject"], "CN=bakery-test");
+    assert_eq!(ddi["signature"]["signer"]["fingerprint"], ddi["signature"]["claimed_fingerprint"]);
+    assert_eq!(json["format"], "squashfs");
+    assert!(
+        json["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"].as_str().is_some_and(|p| p.trim_start_matches('/') == "usr/bin/tool"))
+    );
+
+    let text = run(bakery(made.dir.path())
+        .args(["inspect", "--verity-cert"])
+        .arg(made.dir.path().join("cert.pem"))
+        .arg(made.image()));
+    assert!(text.stdout.contains(&format!("root hash: {}", made.root_hash)), "{}", text.stdout);
+    assert!(text.stdout.contains("signature: verified by"), "{}", text.stdout);
+}
+
+#[test]
+fn a_flipped_byte_in_data_hash_tree_or_signature_is_refused() {
+    for (what, offset) in [("data", 0u64), ("hash tree", 1), ("signature", 2)] {
+        let made = make();
+        let at = match offset {
+            0 => made.data + 8192,
+            1 => made.hash + 4096 + 40,
+            // inside the base64 of the signature, past `{"rootHash":"<64 hex>","signature":"`
+            _ => made.sig + 92 + 200,
+        };
+        flip(&made.image(), at);
+        let out = inspect(&made.image(), &made.dir.path().join("cert.pem"));
+        assert_eq!(out.code, 2, "{what}: {}{}", out.stdout, out.stderr);
+    }
+}
+
+#[test]
+fn another_certificate_does_not_verify_the_signature() {
+    let made = make();
+    let out = inspect(&made.image(), &made.dir.path().join("other.pem"));
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(json["ddi"]["signature"]["signer"].is_null(), "{}", out.stdout);
+    assert!(json["ddi"]["signature"]["rejected"].as_str().unwrap().contains("CN=bakery-test"));
+}
+
+#[test]
+fn veritysetup_verifies_the_hash_partition_as_bakery_reads_it() {
+    // the hash partition carries veritysetup's superblock, so `veritysetup verify` needs no flags
+    let made = make();
+    let dir = made.dir.path();
+    let out = run(Command::new("veritysetup")
+        .arg("verify")
+        .arg(dir.join("data.img"))
+        .arg(dir.join("hash.img"))
+        .arg(&made.root_hash));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
