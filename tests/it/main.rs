@@ -14,6 +14,7 @@ mod container_image;
 mod create;
 mod ddi_build;
 mod ddi_node;
+mod ddi_release;
 mod erofs;
 mod erofs_nodes;
 mod erofs_reader;
