@@ -1198,7 +1198,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__release)
-            opts="-v -q -h -V --base-url --sign-key --allow-unsigned --transfer-suffix --strict --pre --instances-max --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-v -q -h -V --base-url --sign-key --allow-unsigned --transfer-suffix --strict --pre --instances-max --verity-cert --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1217,6 +1217,10 @@ _bakery() {
                     return 0
                     ;;
                 --instances-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verity-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
