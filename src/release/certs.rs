@@ -28,7 +28,7 @@ pub struct CertFile {
 
 /// Loads the PEM certificate(s) in `file`; a file that holds none is bad input.
 pub fn load(file: &Path) -> Result<CertFile> {
-    let trusted = sig::load_pem(file).map_err(|e| bad_input(format!("--verity-cert: {e:#}")))?;
+    let trusted = sig::load_pem(file).map_err(|e| bad_input(format!("verity certificate {e:#}")))?;
     let mut pem = String::new();
     for t in &trusted {
         pem.push_str(&t.cert.to_pem(LineEnding::LF).map_err(|e| bad_input(format!("{}: {e}", file.display())))?);
@@ -40,8 +40,9 @@ pub fn load(file: &Path) -> Result<CertFile> {
     })
 }
 
-/// The `<name>.crt` files in `dir`, by name.
-pub fn published(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The `<name>.crt` files in `dir`, by name, loaded: one that is not a certificate is named
+/// here rather than failing every DDI's check.
+pub fn published(dir: &Path) -> Result<BTreeMap<String, CertFile>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -49,7 +50,7 @@ pub fn published(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
         if let Some(ext) = name.strip_suffix(".crt").filter(|e| !e.is_empty() && !e.starts_with('.'))
             && entry.file_type()?.is_file()
         {
-            out.insert(ext.to_string(), entry.path());
+            out.insert(ext.to_string(), load(&entry.path())?);
         }
     }
     Ok(out)
@@ -63,7 +64,7 @@ pub fn for_release(
     images: &[IndexedImage],
     ddis: &[Option<DdiInfo>],
     given: Option<&CertFile>,
-    published: &BTreeMap<String, PathBuf>,
+    published: &BTreeMap<String, CertFile>,
 ) -> Result<Vec<(String, Vec<u8>)>> {
     let mut by_extension: BTreeMap<&str, Vec<(&IndexedImage, &Option<DdiInfo>)>> = BTreeMap::new();
     for (image, ddi) in images.iter().zip(ddis) {
@@ -74,11 +75,7 @@ pub fn for_release(
         if images.iter().all(|(_, ddi)| ddi.is_none()) {
             continue;
         }
-        let cert = match (given, published.get(extension)) {
-            (Some(given), _) => given.clone(),
-            (None, Some(file)) => load(file)?,
-            (None, None) => continue,
-        };
+        let Some(cert) = given.or(published.get(extension)).cloned() else { continue };
         for (image, ddi) in &images {
             let path = dir.join(&image.file);
             let Some(ddi) = ddi else {

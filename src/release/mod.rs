@@ -98,10 +98,14 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
     failpoint::pause("release:locked");
     publish::recover::recover(&lock, None)?;
 
-    let published = certs::published(dir)?;
+    // The certificates an earlier release published, unless --verity-cert replaces them all.
+    let published = if given.is_some() { Default::default() } else { certs::published(dir)? };
     // The DDIs' signatures are checked against the certificates this release publishes; without
     // any, against this machine's verity.d (an unknown signer is then only a warning).
-    let candidates: Vec<PathBuf> = given.iter().map(|c| c.file.clone()).chain(published.values().cloned()).collect();
+    let candidates: Vec<PathBuf> = match &given {
+        Some(given) => vec![given.file.clone()],
+        None => published.values().map(|c| c.file.clone()).collect(),
+    };
     let trust = if candidates.is_empty() { Trust::Root(PathBuf::from("/")) } else { Trust::Files(candidates) };
     let mut released = Released::default();
     let mut ddis = Vec::new();

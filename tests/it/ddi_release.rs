@@ -208,8 +208,12 @@ fn a_certificate_that_does_not_verify_the_ddis_is_refused_naming_both_files() {
     let key = world.path("key.pem");
     let args = ["--allow-unsigned", "--verity-cert", key.to_str().unwrap()];
     let stderr = world.release(&world.dist(), None, &args).expect_code(2).stderr;
-    assert!(!world.dist().join("demo.crt").exists());
     assert!(stderr.contains(key.to_str().unwrap()), "{stderr}");
+    assert!(!world.dist().join("demo.crt").exists());
+    // A .crt left in the directory is checked too: one that is not a certificate is named.
+    std::fs::write(world.dist().join("junk.crt"), "not a certificate\n").unwrap();
+    let stderr = world.release(&world.dist(), None, &["--allow-unsigned"]).expect_code(2).stderr;
+    assert!(stderr.contains("junk.crt") && stderr.contains("not a PEM certificate"), "{stderr}");
 }
 
 #[test]
