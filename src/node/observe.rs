@@ -27,6 +27,8 @@ pub struct Host {
     pub root: PathBuf,
     /// `require_signed` of the node config: only DDIs with a verified signature pass [`check`].
     pub require_signed: bool,
+    /// The image policy systemd-sysext merges with ([`super::sysext::merge_policy`]).
+    pub image_policy: Option<&'static str>,
 }
 
 impl Host {
@@ -55,6 +57,7 @@ impl Host {
             arch,
             root: root.to_path_buf(),
             require_signed: false,
+            image_policy: None,
         })
     }
 }
