@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::demo::Demo;
 use crate::support::{bakery, run};
 
 /// Builds `demo.raw` (x86-64, signed by `cert.pem`) and `other.pem` in `dir`; prints the root
@@ -135,4 +136,74 @@ fn veritysetup_verifies_the_hash_partition_as_bakery_reads_it() {
         .arg(dir.join("hash.img"))
         .arg(&made.root_hash));
     assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+// The node side of signed DDIs: DDIs built by `bakery create --ddi` with a key the test makes,
+// checked by `node update` and `node refresh` against the node root's verity.d.
+
+/// `openssl req -x509 -newkey rsa:2048 -nodes` into `dir/NAME.key` and `dir/NAME.pem`.
+fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
+    let mut openssl = Command::new("openssl");
+    openssl.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={name}")]);
+    openssl.arg("-keyout").arg(&key).arg("-out").arg(&cert);
+    run(&mut openssl).expect_code(0);
+    (key, cert)
+}
+
+/// Installs `cert` as `ROOT/DIR/NAME.crt` (DIR one of systemd's verity.d directories).
+fn trust(root: &Path, dir: &str, cert: &Path) {
+    std::fs::create_dir_all(root.join(dir)).unwrap();
+    std::fs::copy(cert, root.join(dir).join(cert.with_extension("crt").file_name().unwrap())).unwrap();
+}
+
+/// `node update` under `require_signed = true` with `--root`: a DDI from the release is checked
+/// against the certificates of the node root (not of `/`) before it is renamed into place. Not
+/// signed by a certificate there (none installed, or another key's), it is refused, naming the
+/// URL, and nothing is installed or linked; once the root trusts the signer it is staged.
+#[test]
+fn node_update_under_require_signed_checks_the_signer_against_the_node_root() {
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let (_, other) = keypair(demo.dir.path(), "other-key");
+    let image = demo.build_ddi("v1.0.0", &key, &cert);
+    demo.release();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/sysupdate.d")).unwrap();
+    std::fs::create_dir_all(root.join("etc/bakery")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(root.join("etc/bakery/node.toml"), "require_signed = true\n").unwrap();
+    let transfer = std::fs::read_to_string(demo.shared().join("demo.conf")).unwrap();
+    std::fs::write(root.join("etc/sysupdate.d/demo.conf"), transfer).unwrap();
+    let update = || {
+        let mut command = bakery(demo.dir.path());
+        command.args(["--mirror", &demo.release_mirror(), "node", "--root"]).arg(&root).args(["update", "demo"]);
+        run(&mut command)
+    };
+    let staged = root.join("opt/extensions/demo");
+    let nothing_installed = |why: &str| {
+        let left: Vec<_> = std::fs::read_dir(&staged).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{why}: nothing installed, no temporary file: {left:?}");
+        assert!(std::fs::symlink_metadata(root.join("etc/extensions/demo.raw")).is_err(), "{why}: nothing linked");
+    };
+
+    let refused = update().expect_code(2);
+    assert!(refused.stderr.contains("refusing ") && refused.stderr.contains(&image), "{refused:?}");
+    assert!(refused.stderr.contains("require_signed = true"), "{refused:?}");
+    nothing_installed("no certificate in the root");
+
+    trust(&root, "etc/verity.d", &other);
+    let refused = update().expect_code(2);
+    assert!(refused.stderr.contains("require_signed = true"), "{refused:?}");
+    nothing_installed("another key's certificate");
+
+    trust(&root, "usr/lib/verity.d", &cert);
+    let updated = update().expect_code(0);
+    assert!(staged.join(&image).is_file(), "{updated:?}");
+    assert_eq!(
+        std::fs::read_link(root.join("etc/extensions/demo.raw")).unwrap(),
+        Path::new("../../opt/extensions/demo").join(&image),
+        "{updated:?}"
+    );
 }
