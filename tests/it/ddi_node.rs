@@ -207,3 +207,140 @@ fn node_update_under_require_signed_checks_the_signer_against_the_node_root() {
         "{updated:?}"
     );
 }
+
+/// The partitions' byte offsets of a DDI, as sfdisk reads its GPT: data, hash tree, signature.
+fn partition_offsets(image: &Path) -> [u64; 3] {
+    let out = run(Command::new("sfdisk").arg("--json").arg(image)).expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let starts: Vec<u64> = json["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["start"].as_u64().unwrap() * 512)
+        .collect();
+    [starts[0], starts[1], starts[2]]
+}
+
+/// A node root for `node refresh --root`: os-release, node.toml, and `cert` trusted.
+fn node_root(dir: &Path, node_toml: &str, cert: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for sub in ["etc/bakery", "etc/extensions", "opt/extensions/demo", "usr/lib"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(root.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(root.join("etc/bakery/node.toml"), node_toml).unwrap();
+    trust(&root, "etc/verity.d", cert);
+    root
+}
+
+/// Copies `image` into the root's staging directory as `name` and links demo.raw to it.
+fn link(root: &Path, image: &Path, name: &str) {
+    std::fs::copy(image, root.join("opt/extensions/demo").join(name)).unwrap();
+    let link = root.join("etc/extensions/demo.raw");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(Path::new("/opt/extensions/demo").join(name), link).unwrap();
+}
+
+/// `bakery node refresh --root ROOT` (no D-Bus).
+fn refresh_at(root: &Path) -> crate::support::Run {
+    let home = root.parent().unwrap();
+    let mut command = bakery(home);
+    command.env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}/no-bus", home.display()));
+    run(command.args(["node", "refresh", "--root"]).arg(root))
+}
+
+/// Refused by `node refresh --root`: exit 1, the reason on stdout, the link set aside (there is
+/// nothing earlier to link back to), the refusal recorded.
+fn assert_refused(root: &Path, out: &crate::support::Run, reason: &str) {
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("demo: Refused") && out.stdout.contains(reason), "{reason}: {out:?}");
+    assert!(std::fs::symlink_metadata(root.join("etc/extensions/demo.raw")).is_err(), "{reason}: set aside");
+    let aside = root.join("etc/extensions/.demo.raw.refused");
+    assert!(std::fs::symlink_metadata(&aside).is_ok(), "{reason}");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("var/lib/bakery/versions.json")).unwrap()).unwrap();
+    assert_eq!(records["extensions"]["demo"]["last_result"]["outcome"], "refused", "{reason}: {records:#}");
+    std::fs::remove_file(aside).unwrap();
+}
+
+/// `node refresh --root` and a DDI built by bakery: a flipped byte in its data, its hash tree or
+/// its signature is refused even when the node does not require signatures; under
+/// `require_signed = true` a plain image and a DDI signed by a key the root does not trust are
+/// refused. Each refusal comes before systemd-sysext is asked to merge anything.
+#[test]
+fn node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_require_signed() {
+    if !crate::support::root_or_skip(
+        "node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_require_signed",
+    ) {
+        return; // what is not refused is merged by systemd-sysext --root, which needs root
+    }
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let (other_key, other_cert) = keypair(demo.dir.path(), "other-key");
+    let signed = demo.shared().join(demo.build_ddi("v2.0.0", &key, &cert));
+    let [data, hash, sig] = partition_offsets(&signed);
+
+    // Where to change a byte. The data partition may be a single block (its middle is data
+    // verity covers) and then the hash partition holds only the superblock: the demo gets a
+    // larger file for a tree. In the signature JSON, `{"rootHash":"<64 hex>","signature":"`
+    // takes 92 bytes, then the base64 of the PKCS#7: the signer's certificate (bakery embeds
+    // it), and the RSA signature value at its end, before `","certificateFingerprint"`.
+    let bytes = std::fs::read(&signed).unwrap();
+    let json_end = sig as usize + bytes[sig as usize..].iter().position(|b| *b == 0).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&bytes[sig as usize..json_end]).unwrap();
+    let base64_end = sig + 92 + json["signature"].as_str().unwrap().len() as u64;
+    assert!(hash - data > 4096 && sig - hash > 4096, "a hash tree beyond the superblock: {data} {hash} {sig}");
+    for (what, at) in [
+        ("data", data + (hash - data) / 2),
+        ("hash tree", hash + 4096 + 5),
+        ("the signature value", base64_end - 12),
+        ("the signature JSON", sig + 3),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = node_root(dir.path(), "", &cert);
+        link(&root, &signed, "demo-v2.0.0-x86-64.raw");
+        let image = root.join("opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+        let mut bytes = std::fs::read(&image).unwrap();
+        // still base64 where it was: another letter
+        bytes[at as usize] = if bytes[at as usize] == b'A' { b'B' } else { b'A' };
+        std::fs::write(&image, bytes).unwrap();
+        let out = refresh_at(&root);
+        assert_refused(&root, &out, "refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+    }
+
+    // The signer's certificate, which bakery embeds in the PKCS#7: one byte of its own
+    // signature changed (it still names the signer) is refused, though the trusted key verifies.
+    {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut pkcs7 = engine.decode(json["signature"].as_str().unwrap()).unwrap();
+        let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&cert).output().unwrap().stdout;
+        let start = pkcs7.windows(der.len()).position(|w| w == der.as_slice()).expect("the certificate is embedded");
+        pkcs7[start + der.len() - 10] ^= 0x01;
+        let mut changed = json.clone();
+        changed["signature"] = engine.encode(&pkcs7).into();
+        let mut text = serde_json::to_vec(&changed).unwrap();
+        assert!(text.len() <= json_end - sig as usize);
+        text.resize(json_end - sig as usize, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let root = node_root(dir.path(), "", &cert);
+        link(&root, &signed, "demo-v2.0.0-x86-64.raw");
+        let image = root.join("opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+        let mut bytes = std::fs::read(&image).unwrap();
+        bytes[sig as usize..json_end].copy_from_slice(&text);
+        std::fs::write(&image, bytes).unwrap();
+        let out = refresh_at(&root);
+        assert!(out.stdout.contains("carries a certificate for its signer that differs"), "{out:?}");
+        assert_refused(&root, &out, "refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+    }
+
+    let plain = demo.shared().join(demo.build("v1.0.0", "x86-64", false));
+    let foreign = demo.shared().join(demo.build_ddi("v3.0.0", &other_key, &other_cert));
+    let dir = tempfile::tempdir().unwrap();
+    let root = node_root(dir.path(), "require_signed = true\n", &cert);
+    link(&root, &plain, "demo-v1.0.0-x86-64.raw");
+    assert_refused(&root, &refresh_at(&root), "it is not a signed DDI, and the node config says require_signed = true");
+    link(&root, &foreign, "demo-v3.0.0-x86-64.raw");
+    assert_refused(&root, &refresh_at(&root), "require_signed = true");
+}
