@@ -306,7 +306,8 @@ fn node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_
         bytes[at as usize] = if bytes[at as usize] == b'A' { b'B' } else { b'A' };
         std::fs::write(&image, bytes).unwrap();
         let out = refresh_at(&root);
-        assert_refused(&root, &out, "refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+        assert!(out.stdout.contains("refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw"), "{what}: {out:?}");
+        assert_refused(&root, &out, "set aside");
     }
 
     // The signer's certificate, which bakery embeds in the PKCS#7: one byte of its own
@@ -343,4 +344,38 @@ fn node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_
     assert_refused(&root, &refresh_at(&root), "it is not a signed DDI, and the node config says require_signed = true");
     link(&root, &foreign, "demo-v3.0.0-x86-64.raw");
     assert_refused(&root, &refresh_at(&root), "require_signed = true");
+}
+
+/// systemd 257 enforces the policy bakery merges with under `require_signed`
+/// (`sysext::SIGNED_ONLY`): `systemd-dissect --image-policy=` refuses a plain image and admits
+/// the DDI bakery signed. Run in the trixie root by chroot, as ddi_build.rs explains; merging
+/// the DDI itself needs device-mapper, which the test machines lack.
+#[test]
+fn systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_only_policy() {
+    let test = "systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_only_policy";
+    if !crate::support::container::Systemd::V257.available(test) {
+        return;
+    }
+    const SIGNED_ONLY: &str = "root=signed+absent:usr=signed+absent";
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let signed = demo.build_ddi("v2.0.0", &key, &cert);
+    let plain = demo.build("v1.0.0", "x86-64", false);
+    let dissect = |image: &str, policy: &str| {
+        let root = std::env::var(crate::support::container::TRIXIE_ROOT_VAR).unwrap();
+        let dir = demo.shared().display().to_string();
+        let script = format!(
+            "set -e; R={root}; mount --bind $R $R; mount --rbind /dev $R/dev; mount -t proc proc $R/proc; \
+             mount --rbind /sys $R/sys; mount -t tmpfs tmpfs $R/mnt; mkdir $R/mnt/ddi; mount --bind {dir} $R/mnt/ddi; \
+             exec chroot $R systemd-dissect --image-policy={policy} --json=short /mnt/ddi/{image}"
+        );
+        run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]))
+    };
+    let admitted = dissect(&signed, SIGNED_ONLY);
+    assert_eq!(admitted.code, 0, "{admitted:?}");
+    assert!(admitted.stdout.contains("\"verity\":\"signed\""), "{admitted:?}");
+    let refused = dissect(&plain, SIGNED_ONLY);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    // the same plain image passes systemd's open policy
+    dissect(&plain, "*").expect_code(0);
 }
