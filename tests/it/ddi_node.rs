@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::container::{Bind, Container, Systemd};
 use crate::support::demo::Demo;
 use crate::support::{bakery, run};
 
@@ -379,3 +380,82 @@ fn systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_on
     // the same plain image passes systemd's open policy
     dissect(&plain, "*").expect_code(0);
 }
+
+/// `require_signed` on a real node (systemd 252 and 257): a plain image is refused and set aside,
+/// and merges once the config no longer requires signatures; a DDI signed by a key the node does
+/// not trust is refused. A DDI signed by the key in /etc/verity.d passes bakery's check, but
+/// systemd-sysext cannot merge it here: the node's private /dev never shows the loop device's
+/// partition nodes ("Failed to read metadata for image demo: No such file or directory"), and
+/// the test machines have no device-mapper (/dev/mapper/control) to set up Verity with. The
+/// failure (recorded as failed, the link set aside) shows what systemd was asked:
+/// on 257 `systemd-sysext --image-policy=root=signed+absent:usr=signed+absent refresh` (not the
+/// varlink method, which takes no policy); 252 has no image policies.
+fn require_signed_on_a_real_node(systemd: Systemd) {
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let (other_key, other_cert) = keypair(demo.dir.path(), "other-key");
+    let plain = demo.build("v1.0.0", "x86-64", false);
+    let foreign = demo.build_ddi("v2.0.0", &other_key, &other_cert);
+    let signed = demo.build_ddi("v3.0.0", &key, &cert);
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
+    let bin = exe.parent().unwrap().to_path_buf();
+    let container = Container::boot_on(
+        systemd,
+        &[
+            Bind { host: bin.clone(), container: bin.display().to_string(), writable: false },
+            Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: false },
+        ],
+    );
+    container.write("/etc/verity.d/release-key.crt", &std::fs::read(&cert).unwrap());
+    let refresh = || container.run(&[exe.to_str().unwrap(), "node", "refresh"]);
+    let config = |require_signed: bool| {
+        let text = format!("health_window = 1\nrequire_signed = {require_signed}\n");
+        container.write("/etc/bakery/node.toml", text.as_bytes());
+    };
+    let link = |image: &str| {
+        container
+            .sh(&format!(
+                "mkdir -p /opt/extensions/demo /etc/extensions && cp /srv/bakery/{image} /opt/extensions/demo/ && \
+                 ln -sfn /opt/extensions/demo/{image} /etc/extensions/demo.raw"
+            ))
+            .expect_code(0);
+    };
+    let linked = || container.run(&["test", "-L", "/etc/extensions/demo.raw"]).code == 0;
+    let outcome = || {
+        let records: serde_json::Value =
+            serde_json::from_str(&container.read("/var/lib/bakery/versions.json")).unwrap();
+        records["extensions"]["demo"]["last_result"]["outcome"].as_str().unwrap_or_default().to_string()
+    };
+
+    config(true);
+    link(&plain);
+    let refused = refresh().expect_code(1);
+    assert!(refused.stdout.contains("demo: Refused") && refused.stdout.contains("not a signed DDI"), "{refused:?}");
+    assert!(!linked(), "set aside: {refused:?}");
+    assert_eq!(outcome(), "refused");
+
+    config(false);
+    link(&plain);
+    let merged = refresh().expect_code(0);
+    assert!(merged.stdout.contains("demo: Activated: v1.0.0 active"), "{merged:?}");
+    assert_eq!(container.run(&["systemctl", "is-active", "demo.service"]).stdout.trim(), "active");
+
+    config(true);
+    link(&foreign);
+    let refused = refresh().expect_code(1);
+    assert!(refused.stdout.contains("demo: Refused") && refused.stdout.contains("CN=other-key"), "{refused:?}");
+    assert!(refused.stdout.contains("require_signed = true"), "{refused:?}");
+    assert!(!linked(), "the plain v1.0.0 does not qualify either, so the link is set aside: {refused:?}");
+    assert_eq!(outcome(), "refused");
+
+    link(&signed);
+    let failed = refresh().expect_code(1);
+    assert!(!failed.stdout.contains("Refused"), "bakery's check admits it: {failed:?}");
+    assert!(failed.stdout.contains("demo: Failed") && failed.stdout.contains("systemd-sysext"), "{failed:?}");
+    if systemd == Systemd::V257 {
+        assert!(failed.stdout.contains("--image-policy=root=signed+absent:usr=signed+absent refresh"), "{failed:?}");
+    }
+    assert_eq!(outcome(), "failed");
+}
+
+on_both_systemds!(require_signed_on_a_real_node);
