@@ -27,6 +27,8 @@ pub struct Host {
     pub root: PathBuf,
     /// `require_signed` of the node config: only DDIs with a verified signature pass [`check`].
     pub require_signed: bool,
+    /// The image policy systemd-sysext merges with ([`super::sysext::merge_policy`]).
+    pub image_policy: Option<&'static str>,
 }
 
 impl Host {
@@ -55,6 +57,7 @@ impl Host {
             arch,
             root: root.to_path_buf(),
             require_signed: false,
+            image_policy: None,
         })
     }
 }
@@ -152,17 +155,7 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
         return Err(errors.join("; "));
     }
     if host.require_signed {
-        match &inspection.ddi {
-            None => return Err("it is not a signed DDI, and the node config says require_signed = true".into()),
-            Some(ddi) if !ddi.signed() => {
-                let why = match &ddi.signature {
-                    None => "it has no verity signature".to_string(),
-                    Some(s) => s.rejected.clone().unwrap_or_else(|| "its signature is not verified".into()),
-                };
-                return Err(format!("{why}, and the node config says require_signed = true"));
-            }
-            Some(_) => {}
-        }
+        signed(&inspection)?;
     }
     let release = inspection.extension_release.as_ref().ok_or("no extension-release")?;
     let fields = &release.fields;
@@ -198,6 +191,22 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
         .ok_or("it names no version (SYSEXT_VERSION_ID=)")?;
     let restart_units = inspection.manifest.as_ref().map(|m| m.restart_units.clone()).unwrap_or_default();
     Ok(Checked { inspection, version, restart_units })
+}
+
+/// Whether `inspection` is of a DDI whose signature a trusted certificate verified, as
+/// `require_signed = true` demands; the error says why not.
+pub fn signed(inspection: &Inspection) -> Result<(), String> {
+    match &inspection.ddi {
+        None => Err("it is not a signed DDI, and the node config says require_signed = true".into()),
+        Some(ddi) if !ddi.signed() => {
+            let why = match &ddi.signature {
+                None => "it has no verity signature".to_string(),
+                Some(s) => s.rejected.clone().unwrap_or_else(|| "its signature is not verified".into()),
+            };
+            Err(format!("{why}, and the node config says require_signed = true"))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// Images staged for `name` in `/opt/extensions/<name>`, as node paths.

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::container::{Bind, Container, Systemd};
+use crate::support::demo::Demo;
 use crate::support::{bakery, run};
 
 /// Builds `demo.raw` (x86-64, signed by `cert.pem`) and `other.pem` in `dir`; prints the root
@@ -136,3 +138,324 @@ fn veritysetup_verifies_the_hash_partition_as_bakery_reads_it() {
         .arg(&made.root_hash));
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+// The node side of signed DDIs: DDIs built by `bakery create --ddi` with a key the test makes,
+// checked by `node update` and `node refresh` against the node root's verity.d.
+
+/// `openssl req -x509 -newkey rsa:2048 -nodes` into `dir/NAME.key` and `dir/NAME.pem`.
+fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
+    let mut openssl = Command::new("openssl");
+    openssl.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={name}")]);
+    openssl.arg("-keyout").arg(&key).arg("-out").arg(&cert);
+    run(&mut openssl).expect_code(0);
+    (key, cert)
+}
+
+/// Installs `cert` as `ROOT/DIR/NAME.crt` (DIR one of systemd's verity.d directories).
+fn trust(root: &Path, dir: &str, cert: &Path) {
+    std::fs::create_dir_all(root.join(dir)).unwrap();
+    std::fs::copy(cert, root.join(dir).join(cert.with_extension("crt").file_name().unwrap())).unwrap();
+}
+
+/// `node update` under `require_signed = true` with `--root`: a DDI from the release is checked
+/// against the certificates of the node root (not of `/`) before it is renamed into place. Not
+/// signed by a certificate there (none installed, or another key's), it is refused, naming the
+/// URL, and nothing is installed or linked; once the root trusts the signer it is staged.
+#[test]
+fn node_update_under_require_signed_checks_the_signer_against_the_node_root() {
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let (_, other) = keypair(demo.dir.path(), "other-key");
+    let image = demo.build_ddi("v1.0.0", &key, &cert);
+    demo.release();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/sysupdate.d")).unwrap();
+    std::fs::create_dir_all(root.join("etc/bakery")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(root.join("etc/bakery/node.toml"), "require_signed = true\n").unwrap();
+    let transfer = std::fs::read_to_string(demo.shared().join("demo.conf")).unwrap();
+    std::fs::write(root.join("etc/sysupdate.d/demo.conf"), transfer).unwrap();
+    let update = || {
+        let mut command = bakery(demo.dir.path());
+        command.args(["--mirror", &demo.release_mirror(), "node", "--root"]).arg(&root).args(["update", "demo"]);
+        run(&mut command)
+    };
+    let staged = root.join("opt/extensions/demo");
+    let nothing_installed = |why: &str| {
+        let left: Vec<_> = std::fs::read_dir(&staged).into_iter().flatten().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{why}: nothing installed, no temporary file: {left:?}");
+        assert!(std::fs::symlink_metadata(root.join("etc/extensions/demo.raw")).is_err(), "{why}: nothing linked");
+    };
+
+    let refused = update().expect_code(2);
+    assert!(refused.stderr.contains("refusing ") && refused.stderr.contains(&image), "{refused:?}");
+    assert!(refused.stderr.contains("require_signed = true"), "{refused:?}");
+    nothing_installed("no certificate in the root");
+
+    trust(&root, "etc/verity.d", &other);
+    let refused = update().expect_code(2);
+    assert!(refused.stderr.contains("require_signed = true"), "{refused:?}");
+    nothing_installed("another key's certificate");
+
+    trust(&root, "usr/lib/verity.d", &cert);
+    let updated = update().expect_code(0);
+    assert!(staged.join(&image).is_file(), "{updated:?}");
+    assert_eq!(
+        std::fs::read_link(root.join("etc/extensions/demo.raw")).unwrap(),
+        Path::new("../../opt/extensions/demo").join(&image),
+        "{updated:?}"
+    );
+}
+
+/// The partitions' byte offsets of a DDI, as sfdisk reads its GPT: data, hash tree, signature.
+fn partition_offsets(image: &Path) -> [u64; 3] {
+    let out = run(Command::new("sfdisk").arg("--json").arg(image)).expect_code(0);
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let starts: Vec<u64> = json["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["start"].as_u64().unwrap() * 512)
+        .collect();
+    [starts[0], starts[1], starts[2]]
+}
+
+/// A node root for `node refresh --root`: os-release, node.toml, and `cert` trusted.
+fn node_root(dir: &Path, node_toml: &str, cert: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for sub in ["etc/bakery", "etc/extensions", "opt/extensions/demo", "usr/lib"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::write(root.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(root.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(root.join("etc/bakery/node.toml"), node_toml).unwrap();
+    trust(&root, "etc/verity.d", cert);
+    root
+}
+
+/// Copies `image` into the root's staging directory as `name` and links demo.raw to it.
+fn link(root: &Path, image: &Path, name: &str) {
+    std::fs::copy(image, root.join("opt/extensions/demo").join(name)).unwrap();
+    let link = root.join("etc/extensions/demo.raw");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(Path::new("/opt/extensions/demo").join(name), link).unwrap();
+}
+
+/// `bakery node refresh --root ROOT` (no D-Bus).
+fn refresh_at(root: &Path) -> crate::support::Run {
+    let home = root.parent().unwrap();
+    let mut command = bakery(home);
+    command.env("DBUS_SYSTEM_BUS_ADDRESS", format!("unix:path={}/no-bus", home.display()));
+    run(command.args(["node", "refresh", "--root"]).arg(root))
+}
+
+/// Refused by `node refresh --root`: exit 1, the reason on stdout, the link set aside (there is
+/// nothing earlier to link back to), the refusal recorded.
+fn assert_refused(root: &Path, out: &crate::support::Run, reason: &str) {
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("demo: Refused") && out.stdout.contains(reason), "{reason}: {out:?}");
+    assert!(std::fs::symlink_metadata(root.join("etc/extensions/demo.raw")).is_err(), "{reason}: set aside");
+    let aside = root.join("etc/extensions/.demo.raw.refused");
+    assert!(std::fs::symlink_metadata(&aside).is_ok(), "{reason}");
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("var/lib/bakery/versions.json")).unwrap()).unwrap();
+    assert_eq!(records["extensions"]["demo"]["last_result"]["outcome"], "refused", "{reason}: {records:#}");
+    std::fs::remove_file(aside).unwrap();
+}
+
+/// `node refresh --root` and a DDI built by bakery: a flipped byte in its data, its hash tree or
+/// its signature is refused even when the node does not require signatures; under
+/// `require_signed = true` a plain image and a DDI signed by a key the root does not trust are
+/// refused. Each refusal comes before systemd-sysext is asked to merge anything.
+#[test]
+fn node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_require_signed() {
+    if !crate::support::root_or_skip(
+        "node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_require_signed",
+    ) {
+        return; // what is not refused is merged by systemd-sysext --root, which needs root
+    }
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let (other_key, other_cert) = keypair(demo.dir.path(), "other-key");
+    let signed = demo.shared().join(demo.build_ddi("v2.0.0", &key, &cert));
+    let [data, hash, sig] = partition_offsets(&signed);
+
+    // Where to change a byte. The data partition may be a single block (its middle is data
+    // verity covers) and then the hash partition holds only the superblock: the demo gets a
+    // larger file for a tree. In the signature JSON, `{"rootHash":"<64 hex>","signature":"`
+    // takes 92 bytes, then the base64 of the PKCS#7: the signer's certificate (bakery embeds
+    // it), and the RSA signature value at its end, before `","certificateFingerprint"`.
+    let bytes = std::fs::read(&signed).unwrap();
+    let json_end = sig as usize + bytes[sig as usize..].iter().position(|b| *b == 0).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&bytes[sig as usize..json_end]).unwrap();
+    let base64_end = sig + 92 + json["signature"].as_str().unwrap().len() as u64;
+    assert!(hash - data > 4096 && sig - hash > 4096, "a hash tree beyond the superblock: {data} {hash} {sig}");
+    for (what, at) in [
+        ("data", data + (hash - data) / 2),
+        ("hash tree", hash + 4096 + 5),
+        ("the signature value", base64_end - 12),
+        ("the signature JSON", sig + 3),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = node_root(dir.path(), "", &cert);
+        link(&root, &signed, "demo-v2.0.0-x86-64.raw");
+        let image = root.join("opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+        let mut bytes = std::fs::read(&image).unwrap();
+        // still base64 where it was: another letter
+        bytes[at as usize] = if bytes[at as usize] == b'A' { b'B' } else { b'A' };
+        std::fs::write(&image, bytes).unwrap();
+        let out = refresh_at(&root);
+        assert!(out.stdout.contains("refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw"), "{what}: {out:?}");
+        assert_refused(&root, &out, "set aside");
+    }
+
+    // The signer's certificate, which bakery embeds in the PKCS#7: one byte of its own
+    // signature changed (it still names the signer) is refused, though the trusted key verifies.
+    {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut pkcs7 = engine.decode(json["signature"].as_str().unwrap()).unwrap();
+        let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in"]).arg(&cert).output().unwrap().stdout;
+        let start = pkcs7.windows(der.len()).position(|w| w == der.as_slice()).expect("the certificate is embedded");
+        pkcs7[start + der.len() - 10] ^= 0x01;
+        let mut changed = json.clone();
+        changed["signature"] = engine.encode(&pkcs7).into();
+        let mut text = serde_json::to_vec(&changed).unwrap();
+        assert!(text.len() <= json_end - sig as usize);
+        text.resize(json_end - sig as usize, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let root = node_root(dir.path(), "", &cert);
+        link(&root, &signed, "demo-v2.0.0-x86-64.raw");
+        let image = root.join("opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+        let mut bytes = std::fs::read(&image).unwrap();
+        bytes[sig as usize..json_end].copy_from_slice(&text);
+        std::fs::write(&image, bytes).unwrap();
+        let out = refresh_at(&root);
+        assert!(out.stdout.contains("carries a certificate for its signer that differs"), "{out:?}");
+        assert_refused(&root, &out, "refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw");
+    }
+
+    let plain = demo.shared().join(demo.build("v1.0.0", "x86-64", false));
+    let foreign = demo.shared().join(demo.build_ddi("v3.0.0", &other_key, &other_cert));
+    let dir = tempfile::tempdir().unwrap();
+    let root = node_root(dir.path(), "require_signed = true\n", &cert);
+    link(&root, &plain, "demo-v1.0.0-x86-64.raw");
+    assert_refused(&root, &refresh_at(&root), "it is not a signed DDI, and the node config says require_signed = true");
+    link(&root, &foreign, "demo-v3.0.0-x86-64.raw");
+    assert_refused(&root, &refresh_at(&root), "require_signed = true");
+}
+
+/// systemd 257 enforces the policy bakery merges with under `require_signed`
+/// (`sysext::SIGNED_ONLY`): `systemd-dissect --image-policy=` refuses a plain image and admits
+/// the DDI bakery signed. Run in the trixie root by chroot, as ddi_build.rs explains; merging
+/// the DDI itself needs device-mapper, which the test machines lack.
+#[test]
+fn systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_only_policy() {
+    let test = "systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_only_policy";
+    if !crate::support::container::Systemd::V257.available(test) {
+        return;
+    }
+    const SIGNED_ONLY: &str = "root=signed+absent:usr=signed+absent";
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let signed = demo.build_ddi("v2.0.0", &key, &cert);
+    let plain = demo.build("v1.0.0", "x86-64", false);
+    let dissect = |image: &str, policy: &str| {
+        let root = std::env::var(crate::support::container::TRIXIE_ROOT_VAR).unwrap();
+        let dir = demo.shared().display().to_string();
+        let script = format!(
+            "set -e; R={root}; mount --bind $R $R; mount --rbind /dev $R/dev; mount -t proc proc $R/proc; \
+             mount --rbind /sys $R/sys; mount -t tmpfs tmpfs $R/mnt; mkdir $R/mnt/ddi; mount --bind {dir} $R/mnt/ddi; \
+             exec chroot $R systemd-dissect --image-policy={policy} --json=short /mnt/ddi/{image}"
+        );
+        run(Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]))
+    };
+    let admitted = dissect(&signed, SIGNED_ONLY);
+    assert_eq!(admitted.code, 0, "{admitted:?}");
+    assert!(admitted.stdout.contains("\"verity\":\"signed\""), "{admitted:?}");
+    let refused = dissect(&plain, SIGNED_ONLY);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    // the same plain image passes systemd's open policy
+    dissect(&plain, "*").expect_code(0);
+}
+
+/// `require_signed` on a real node (systemd 252 and 257): a plain image is refused and set aside,
+/// and merges once the config no longer requires signatures; a DDI signed by a key the node does
+/// not trust is refused. A DDI signed by the key in /etc/verity.d passes bakery's check, but
+/// systemd-sysext cannot merge it here: the node's private /dev never shows the loop device's
+/// partition nodes ("Failed to read metadata for image demo: No such file or directory"), and
+/// the test machines have no device-mapper (/dev/mapper/control) to set up Verity with. The
+/// failure (recorded as failed, the link set aside) shows what systemd was asked:
+/// on 257 `systemd-sysext --image-policy=root=signed+absent:usr=signed+absent refresh` (not the
+/// varlink method, which takes no policy); 252 has no image policies.
+fn require_signed_on_a_real_node(systemd: Systemd) {
+    let demo = Demo::new();
+    let (key, cert) = keypair(demo.dir.path(), "release-key");
+    let (other_key, other_cert) = keypair(demo.dir.path(), "other-key");
+    let plain = demo.build("v1.0.0", "x86-64", false);
+    let foreign = demo.build_ddi("v2.0.0", &other_key, &other_cert);
+    let signed = demo.build_ddi("v3.0.0", &key, &cert);
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
+    let bin = exe.parent().unwrap().to_path_buf();
+    let container = Container::boot_on(
+        systemd,
+        &[
+            Bind { host: bin.clone(), container: bin.display().to_string(), writable: false },
+            Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: false },
+        ],
+    );
+    container.write("/etc/verity.d/release-key.crt", &std::fs::read(&cert).unwrap());
+    let refresh = || container.run(&[exe.to_str().unwrap(), "node", "refresh"]);
+    let config = |require_signed: bool| {
+        let text = format!("health_window = 1\nrequire_signed = {require_signed}\n");
+        container.write("/etc/bakery/node.toml", text.as_bytes());
+    };
+    let link = |image: &str| {
+        container
+            .sh(&format!(
+                "mkdir -p /opt/extensions/demo /etc/extensions && cp /srv/bakery/{image} /opt/extensions/demo/ && \
+                 ln -sfn /opt/extensions/demo/{image} /etc/extensions/demo.raw"
+            ))
+            .expect_code(0);
+    };
+    let linked = || container.run(&["test", "-L", "/etc/extensions/demo.raw"]).code == 0;
+    let outcome = || {
+        let records: serde_json::Value =
+            serde_json::from_str(&container.read("/var/lib/bakery/versions.json")).unwrap();
+        records["extensions"]["demo"]["last_result"]["outcome"].as_str().unwrap_or_default().to_string()
+    };
+
+    config(true);
+    link(&plain);
+    let refused = refresh().expect_code(1);
+    assert!(refused.stdout.contains("demo: Refused") && refused.stdout.contains("not a signed DDI"), "{refused:?}");
+    assert!(!linked(), "set aside: {refused:?}");
+    assert_eq!(outcome(), "refused");
+
+    config(false);
+    link(&plain);
+    let merged = refresh().expect_code(0);
+    assert!(merged.stdout.contains("demo: Activated: v1.0.0 active"), "{merged:?}");
+    assert_eq!(container.run(&["systemctl", "is-active", "demo.service"]).stdout.trim(), "active");
+
+    config(true);
+    link(&foreign);
+    let refused = refresh().expect_code(1);
+    assert!(refused.stdout.contains("demo: Refused") && refused.stdout.contains("CN=other-key"), "{refused:?}");
+    assert!(refused.stdout.contains("require_signed = true"), "{refused:?}");
+    assert!(!linked(), "the plain v1.0.0 does not qualify either, so the link is set aside: {refused:?}");
+    assert_eq!(outcome(), "refused");
+
+    link(&signed);
+    let failed = refresh().expect_code(1);
+    assert!(!failed.stdout.contains("Refused"), "bakery's check admits it: {failed:?}");
+    assert!(failed.stdout.contains("demo: Failed") && failed.stdout.contains("systemd-sysext"), "{failed:?}");
+    if systemd == Systemd::V257 {
+        assert!(failed.stdout.contains("--image-policy=root=signed+absent:usr=signed+absent refresh"), "{failed:?}");
+    }
+    assert_eq!(outcome(), "failed");
+}
+
+on_both_systemds!(require_signed_on_a_real_node);

@@ -95,6 +95,11 @@ pub fn verify<'a>(der: &[u8], content: &[u8], trusted: &'a [Trusted]) -> Result<
     for info in signed.signer_infos.0.iter() {
         if let Some(candidate) = trusted.iter().find(|t| names(&info.sid, &t.cert)) {
             return match check(info, content, &candidate.cert) {
+                Ok(()) if embeds_another(&signed, &info.sid, &candidate.cert) => Err(Rejection::Invalid(format!(
+                    "the PKCS#7 carries a certificate for its signer that differs from {} ({})",
+                    candidate.file.display(),
+                    candidate.subject()
+                ))),
                 Ok(()) => Ok(candidate),
                 Err(e) => Err(Rejection::Invalid(format!(
                     "the signature does not verify with {} ({}): {e:#}",
@@ -135,6 +140,15 @@ fn parse(der: &[u8], content: &[u8]) -> Result<SignedData> {
     }
     ensure!(!signed.signer_infos.0.is_empty(), "the PKCS#7 has no signer");
     Ok(signed)
+}
+
+/// Whether `signed` carries a certificate that names the signer `sid` but is not `trusted`: its
+/// bytes were changed (the key that verified is the trusted one, but the PKCS#7 is not as signed).
+fn embeds_another(signed: &SignedData, sid: &SignerIdentifier, trusted: &Certificate) -> bool {
+    signed.certificates.iter().flat_map(|set| set.0.iter()).any(|choice| match choice {
+        cms::cert::CertificateChoices::Certificate(cert) => names(sid, cert) && cert != trusted,
+        _ => false,
+    })
 }
 
 fn names(sid: &SignerIdentifier, cert: &Certificate) -> bool {
