@@ -145,6 +145,15 @@ pub struct CreateConfig {
     pub compression: Option<String>,
     #[serde(default)]
     pub os: Option<String>,
+    /// Build signed dm-verity DDIs (needs `sign_key` and `sign_cert`).
+    #[serde(default)]
+    pub ddi: Option<bool>,
+    /// PEM private key that signs DDIs.
+    #[serde(default)]
+    pub sign_key: Option<PathBuf>,
+    /// PEM certificate of `sign_key`'s public key.
+    #[serde(default)]
+    pub sign_cert: Option<PathBuf>,
 }
 
 /// A loaded configuration and where it came from.
@@ -176,6 +185,8 @@ impl Config {
         file.cache_dir.as_mut().map(relative);
         file.extensions_dirs.iter_mut().for_each(relative);
         file.create.output.as_mut().map(relative);
+        file.create.sign_key.as_mut().map(relative);
+        file.create.sign_cert.as_mut().map(relative);
         Ok(Self { path: Some(path), file })
     }
 

@@ -16,6 +16,9 @@ pub(crate) mod cluster;
 pub(crate) mod components;
 /// bakery.toml, environment and flags.
 pub(crate) mod config;
+/// Signed dm-verity DDIs: GPT, verity hash tree, PKCS#7 signature; writing and verifying.
+#[allow(dead_code)] // wired into create, inspect and the node by the DDI work
+pub(crate) mod ddi;
 /// EROFS writing (native, parallel compression) and the strict EROFS reader.
 pub(crate) mod erofs;
 /// Error kinds callers branch on (bad input → exit 2, checksum mismatch, interrupted).

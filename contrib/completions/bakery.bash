@@ -304,7 +304,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__create)
-            opts="-o -v -q -h -V --arch --output --cni-version --set --format --compression --os --force --dry-run --sysupdate --base-url --transfer-suffix --allow-unsigned --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-o -v -q -h -V --arch --output --cni-version --set --format --compression --os --force --dry-run --sysupdate --base-url --transfer-suffix --allow-unsigned --ddi --sign-key --sign-cert --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -351,6 +351,14 @@ _bakery() {
                     return 0
                     ;;
                 --transfer-suffix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sign-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sign-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -706,12 +714,16 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__inspect)
-            opts="-v -q -h -V --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-v -q -h -V --json --verity-cert --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --verity-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1186,7 +1198,7 @@ _bakery() {
             return 0
             ;;
         bakery__subcmd__release)
-            opts="-v -q -h -V --base-url --sign-key --allow-unsigned --transfer-suffix --strict --pre --instances-max --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
+            opts="-v -q -h -V --base-url --sign-key --allow-unsigned --transfer-suffix --strict --pre --instances-max --verity-cert --json --verbose --quiet --config --mirror --cache-dir --extensions-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1205,6 +1217,10 @@ _bakery() {
                     return 0
                     ;;
                 --instances-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verity-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -54,6 +54,8 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l sysupdate -d 'A
 false\t''"
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l base-url -d 'Where the output directory is served (Source Path= of the transfer files)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-key -d 'PEM private key (RSA) that signs the DDI\'s root hash' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-cert -d 'PEM X.509 certificate of --sign-key\'s public key (nodes trust it in /etc/verity.d)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
@@ -61,10 +63,12 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l extensions-dir 
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l force -d 'Replace an existing image'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l dry-run -d 'Print the resolved plan as JSON; download nothing'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l allow-unsigned -d 'Transfer files say Verify=no (no SHA256SUMS.gpg will be published)'
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l ddi -d 'Write a signed dm-verity Discoverable Disk Image: the filesystem, its hash tree and a PKCS#7 signature of the root hash in a GPT (needs --sign-key and --sign-cert)'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s v -l verbose -d 'More log output (-v debug, -vv trace); RUST_LOG overrides'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s q -l quiet -d 'Only errors on stderr, no progress'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s h -l help -d 'Print help'
 complete -c bakery -n "__fish_bakery_using_subcommand create" -s V -l version -d 'Print version'
+complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l verity-cert -d 'Verify a DDI\'s signature with this PEM certificate instead of /etc/verity.d and /usr/lib/verity.d (repeatable)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand inspect" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
@@ -89,6 +93,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand release" -l base-url -d 'W
 complete -c bakery -n "__fish_bakery_using_subcommand release" -l sign-key -d 'gpg key (id, fingerprint or email) that signs SHA256SUMS into SHA256SUMS.gpg' -r
 complete -c bakery -n "__fish_bakery_using_subcommand release" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand release" -l instances-max -d 'Images a node keeps per extension (InstancesMax=)' -r
+complete -c bakery -n "__fish_bakery_using_subcommand release" -l verity-cert -d 'PEM certificate that verifies the DDIs\' signatures: published as <ext>.crt (listed in SHA256SUMS) for each extension with a DDI; refused unless it verifies all of them' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand release" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand release" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand release" -l cache-dir -d 'Download cache [default: $XDG_CACHE_HOME/bakery or ~/.cache/bakery]' -r -F
@@ -104,7 +109,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand release" -s V -l version -
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l arch -d 'The architecture as a flag, instead of the positional ARCH' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l base-url -d 'Where the release is served (what `bakery release --base-url` was given)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l with -d 'Another extension for the same node (repeatable)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand butane" -l dir -d 'The release directory: SHA256SUMS (or the images), and SHA256SUMS.gpg and import-pubring.gpg unless --allow-unsigned' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand butane" -l dir -d 'The release directory: SHA256SUMS (or the images), and SHA256SUMS.gpg and import-pubring.gpg unless --allow-unsigned; an <EXT>.crt there (`bakery release --verity-cert`) is installed as /etc/verity.d/<EXT>.crt' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l butane-version -d 'Butane flatcar variant version: 1.0.0 (Ignition spec 3.3.0) or 1.1.0 (spec 3.4.0, which needs Ignition 2.15 or later: Debian\'s Ignition 2.14 rejects it)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand butane" -l bakery-url -d 'Also install bakery as /opt/bin/bakery from this URL (the static binary)' -r

@@ -132,6 +132,13 @@ pub fn to_ignition(config: &NodeConfig) -> String {
             contents: Contents { source: keyring.source.clone(), verification: None },
         });
     }
+    for cert in &config.certificates {
+        files.push(File {
+            path: cert.path.clone(),
+            mode: 0o644,
+            contents: Contents { source: data_url(&cert.contents), verification: None },
+        });
+    }
     let ignition = Config {
         ignition: Meta { version: config.ignition_version.clone() },
         storage: Storage {

@@ -130,6 +130,9 @@ pub struct NodeConfig {
     pub keyring: Option<DataFile>,
     /// bakery installed as `/opt/bin/bakery`, where `bakery-refresh.service` looks first.
     pub bakery: Option<RemoteFile>,
+    /// Each extension's verity certificate from the release (`<ext>.crt`) as
+    /// `/etc/verity.d/<ext>.crt`, where systemd and bakery's node look for it.
+    pub certificates: Vec<InlineFile>,
     pub units: Vec<UnitConfig>,
 }
 
@@ -195,6 +198,12 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
         }),
         None => None,
     };
+    let mut certificates = Vec::new();
+    for (name, _) in &request.images {
+        if let Some(pem) = release_cert(&request.dir, name.as_str(), &sums, request.verify)? {
+            certificates.push(InlineFile { path: format!("/etc/verity.d/{name}.crt"), contents: pem });
+        }
+    }
     let (noop_name, noop) = transfers::noop(request.suffix);
     Ok(NodeConfig {
         generator: crate::pipeline::create::GENERATOR.to_string(),
@@ -210,7 +219,42 @@ pub fn plan(request: &Request) -> Result<NodeConfig> {
         noop: InlineFile { path: format!("/etc/sysupdate.d/{noop_name}"), contents: noop },
         keyring,
         bakery,
+        certificates,
     })
+}
+
+/// The verity certificate `bakery release` published for `name` (`dir/<name>.crt`), if any. It
+/// must be a PEM certificate and, when `SHA256SUMS` lists it (a signed release always does),
+/// match its line: the node would otherwise trust a key the release never signed for.
+fn release_cert(dir: &Path, name: &str, sums: &crate::model::sums::Sha256Sums, verify: bool) -> Result<Option<String>> {
+    let file = format!("{name}.crt");
+    let path = dir.join(&file);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    crate::ddi::read::sig::load_pem(&path).map_err(|e| bad_input(format!("{e:#}")))?;
+    let digest = Sha256::of(&bytes);
+    match sums.get(&file) {
+        Some(listed) if *listed == digest => {}
+        Some(listed) => {
+            return Err(bad_input(format!(
+                "{} has sha256 {digest}, but {SUMS_FILE} lists {listed}: re-run `bakery release {}`",
+                path.display(),
+                dir.display()
+            )));
+        }
+        None if verify => {
+            return Err(bad_input(format!(
+                "{} is not listed in {SUMS_FILE}, so its signature does not cover it: re-run `bakery release {}`",
+                path.display(),
+                dir.display()
+            )));
+        }
+        None => {}
+    }
+    let pem = String::from_utf8(bytes).map_err(|_| bad_input(format!("{} is not PEM text", path.display())))?;
+    Ok(Some(pem))
 }
 
 /// The public key of the signed release in `dir`, refused when the release is unsigned, and, where

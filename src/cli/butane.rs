@@ -32,7 +32,8 @@ pub struct ButaneArgs {
     #[arg(long = "with", value_name = "EXT=VERSION")]
     pub with: Vec<String>,
     /// The release directory: SHA256SUMS (or the images), and SHA256SUMS.gpg and
-    /// import-pubring.gpg unless --allow-unsigned
+    /// import-pubring.gpg unless --allow-unsigned; an <EXT>.crt there (`bakery release
+    /// --verity-cert`) is installed as /etc/verity.d/<EXT>.crt
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
     /// Butane flatcar variant version: 1.0.0 (Ignition spec 3.3.0) or 1.1.0 (spec 3.4.0, which

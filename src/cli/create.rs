@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{ArgAction, Args};
 
 use super::Global;
+use crate::ddi::sign::Signer;
 use crate::error::bad_input;
 use crate::model::{Arch, Compression, Format, OsTarget};
 use crate::pipeline::create::{self, CreateJob};
@@ -75,6 +76,16 @@ pub struct CreateArgs {
     /// Transfer files say Verify=no (no SHA256SUMS.gpg will be published)
     #[arg(long)]
     pub allow_unsigned: bool,
+    /// Write a signed dm-verity Discoverable Disk Image: the filesystem, its hash tree and a
+    /// PKCS#7 signature of the root hash in a GPT (needs --sign-key and --sign-cert)
+    #[arg(long)]
+    pub ddi: bool,
+    /// PEM private key (RSA) that signs the DDI's root hash
+    #[arg(long, value_name = "KEY.pem")]
+    pub sign_key: Option<PathBuf>,
+    /// PEM X.509 certificate of --sign-key's public key (nodes trust it in /etc/verity.d)
+    #[arg(long, value_name = "CERT.pem")]
+    pub sign_cert: Option<PathBuf>,
 }
 
 /// ARCH as the positional argument or as `--arch ARCH` (how sysext-bakery spells it): exactly
@@ -150,6 +161,7 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         request,
         output: args.output.clone().or_else(|| defaults.output.clone()).unwrap_or_else(|| PathBuf::from(".")),
         force: args.force,
+        ddi: signer(args, defaults)?.map(std::sync::Arc::new),
     };
     let base_url = args.base_url.as_deref().map(crate::release::base_url).transpose()?;
     let built = super::until_interrupted(create::create(&settings, &job))?;
@@ -168,6 +180,25 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The DDI signer of `--ddi` (or `[create] ddi`), its key and certificate loaded and checked
+/// to belong together before anything is downloaded.
+fn signer(args: &CreateArgs, defaults: &crate::config::CreateConfig) -> Result<Option<Signer>> {
+    let ddi = args.ddi || defaults.ddi.unwrap_or(false);
+    let key = args.sign_key.as_ref().or(defaults.sign_key.as_ref());
+    let cert = args.sign_cert.as_ref().or(defaults.sign_cert.as_ref());
+    if !ddi {
+        if args.sign_key.is_some() || args.sign_cert.is_some() {
+            return Err(bad_input("--sign-key and --sign-cert sign DDIs: add --ddi"));
+        }
+        return Ok(None);
+    }
+    match (key, cert) {
+        (Some(key), Some(cert)) => Ok(Some(Signer::load(key, cert)?)),
+        (None, _) => Err(bad_input("--ddi needs --sign-key KEY.pem (or [create] sign_key in bakery.toml)")),
+        (_, None) => Err(bad_input("--ddi needs --sign-cert CERT.pem (or [create] sign_cert in bakery.toml)")),
+    }
 }
 
 /// `SOURCE_DATE_EPOCH` (default 0): every entry's modification time.

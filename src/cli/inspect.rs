@@ -16,11 +16,21 @@ pub struct InspectArgs {
     /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
+    /// Verify a DDI's signature with this PEM certificate instead of /etc/verity.d and
+    /// /usr/lib/verity.d (repeatable)
+    #[arg(long = "verity-cert", value_name = "CERT.pem")]
+    pub verity_cert: Vec<PathBuf>,
 }
 
 /// Prints the inspection; exits 2 when the image has error findings.
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let inspection = inspect::inspect(&args.image)?;
+    let file_name = args.image.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let trust = if args.verity_cert.is_empty() {
+        inspect::Trust::Root(PathBuf::from("/"))
+    } else {
+        inspect::Trust::Files(args.verity_cert.clone())
+    };
+    let inspection = inspect::inspect_with(&args.image, file_name, &trust)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&inspection)?)?;
     } else {

@@ -34,6 +34,10 @@ pub struct ReleaseArgs {
     /// Images a node keeps per extension (InstancesMax=)
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub instances_max: u32,
+    /// PEM certificate that verifies the DDIs' signatures: published as <ext>.crt (listed in
+    /// SHA256SUMS) for each extension with a DDI; refused unless it verifies all of them
+    #[arg(long, value_name = "CERT.pem")]
+    pub verity_cert: Option<PathBuf>,
     /// Print what was indexed as JSON
     #[arg(long)]
     pub json: bool,
@@ -48,6 +52,7 @@ pub fn run(args: &ReleaseArgs) -> Result<()> {
         strict: args.strict,
         pre: args.pre,
         instances_max: args.instances_max,
+        verity_cert: args.verity_cert.clone(),
     };
     let released = release::release(&args.dir, &options)?;
     let extensions: std::collections::BTreeSet<&str> = released.images.iter().map(|i| i.extension.as_str()).collect();

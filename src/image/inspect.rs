@@ -3,11 +3,12 @@
 //! that need the manifest: setuid files, xattrs, and every file's digest.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::ddi::read as ddi;
 use crate::error::bad_input;
 use crate::image::read::{self, Limits};
 use crate::model::Format;
@@ -38,6 +39,9 @@ pub struct Inspection {
     /// The filesystem UUID (EROFS), hyphenated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    /// Set for a DDI: its partitions, root hash and signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ddi: Option<DdiInfo>,
     pub extension_release: Option<ReleaseInfo>,
     pub manifest: Option<Manifest>,
     pub files: Vec<Entry>,
@@ -50,6 +54,47 @@ pub struct ReleaseInfo {
     pub fields: BTreeMap<String, String>,
     /// `user.extension-release.strict=false` is set: the image merges under any file name.
     pub relaxed: bool,
+}
+
+/// A DDI's verified structure, as `inspect` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct DdiInfo {
+    pub arch: Arch,
+    pub sector_size: u64,
+    pub partitions: Vec<ddi::Partition>,
+    pub root_hash: String,
+    pub data_block_size: u32,
+    pub hash_block_size: u32,
+    pub salt: String,
+    /// None: the image has no signature partition.
+    pub signature: Option<ddi::Signature>,
+}
+
+impl DdiInfo {
+    /// The signature verifies against a trusted certificate.
+    pub fn signed(&self) -> bool {
+        self.signature.as_ref().is_some_and(|s| s.signer.is_some())
+    }
+}
+
+/// Which certificates verify a DDI's signature.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// Those in the `verity.d` directories below this root, as systemd looks for them.
+    Root(PathBuf),
+    /// These PEM files.
+    Files(Vec<PathBuf>),
+}
+
+impl Trust {
+    pub fn load(&self) -> Result<Vec<ddi::sig::Trusted>> {
+        match self {
+            Trust::Root(root) => ddi::sig::trusted(root),
+            Trust::Files(files) => {
+                files.iter().map(|f| ddi::sig::load_pem(f)).collect::<Result<Vec<_>>>().map(|v| v.concat())
+            }
+        }
+    }
 }
 
 /// Most bytes of an extension-release file and of a manifest bakery reads.
@@ -65,6 +110,11 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
 
 /// [`inspect`] for an image that will be named `file_name` (a download not yet renamed).
 pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
+    inspect_with(path, file_name, &Trust::Root(PathBuf::from("/")))
+}
+
+/// [`inspect_as`] with a DDI's signature checked against `trust`.
+pub fn inspect_with(path: &Path, file_name: &str, trust: &Trust) -> Result<Inspection> {
     let size = std::fs::metadata(path).with_context(|| format!("opening {}", path.display()))?.len();
     let keep = |p: &str| {
         let p = ImagePath::parse(p).ok()?;
@@ -81,8 +131,23 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
         Some(name) if name == file_name => path.display().to_string(),
         _ => file_name.to_string(),
     };
-    let verified = read::verify(path, &Limits::default(), &keep)
-        .map_err(|e| bad_input(format!("{shown}: not a valid sysext image: {e:#}")))?;
+    let invalid = |e: anyhow::Error| bad_input(format!("{shown}: not a valid sysext image: {e:#}"));
+    let (verified, ddi) = if read::is_gpt(path)? {
+        let ddi = ddi::open(path, &trust.load()?).map_err(invalid)?;
+        let info = DdiInfo {
+            arch: ddi.arch,
+            sector_size: ddi.sector_size,
+            partitions: ddi.partitions.clone(),
+            root_hash: ddi.root_hash.clone(),
+            data_block_size: ddi.verity.data_block_size,
+            hash_block_size: ddi.verity.hash_block_size,
+            salt: ddi::sig::hex(&ddi.verity.salt),
+            signature: ddi.signature.clone(),
+        };
+        (read::verify_span(ddi.data, &Limits::default(), &keep).map_err(invalid)?, Some(info))
+    } else {
+        (read::verify(path, &Limits::default(), &keep).map_err(invalid)?, None)
+    };
 
     let mut view = ImageView::default();
     let mut manifest: Option<(String, Manifest)> = None;
@@ -120,6 +185,7 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
     let mut findings = validate::check(&view, &expect);
     findings.extend(name_findings);
     findings.extend(policy);
+    findings.extend(ddi.as_ref().and_then(signature_finding));
     findings.sort_by_key(|f| f.severity);
 
     let extension_release =
@@ -144,6 +210,7 @@ pub fn inspect_as(path: &Path, file_name: &str) -> Result<Inspection> {
         compression: verified.compression,
         block_size: verified.block_size,
         uuid: verified.uuid.map(|u| hyphenated(&u)),
+        ddi,
         extension_release,
         manifest,
         files: view.entries,
@@ -214,6 +281,15 @@ fn foreign_name(file_name: &str, stem: &str, release: &ReleaseFile) -> Option<Fi
         )
     };
     Some(Finding { severity, path: None, message })
+}
+
+/// A signature that does not verify is an error (the image was changed, or signed wrongly); one
+/// made by a certificate not installed here is a warning (the node may trust it).
+fn signature_finding(ddi: &DdiInfo) -> Option<Finding> {
+    let signature = ddi.signature.as_ref()?;
+    let why = signature.rejected.as_ref()?;
+    let severity = if signature.unknown_signer { Severity::Warning } else { Severity::Error };
+    Some(Finding { severity, path: None, message: format!("the verity signature is not verified: {why}") })
 }
 
 fn error(path: &ImagePath, message: impl Into<String>) -> Finding {
@@ -313,6 +389,40 @@ pub fn render(inspection: &Inspection) -> String {
     ));
     if let Some(uuid) = &inspection.uuid {
         out.push_str(&format!("uuid:      {uuid}\n"));
+    }
+    if let Some(ddi) = &inspection.ddi {
+        out.push_str(&format!("ddi:       {} GPT, {}-byte sectors\n", ddi.arch, ddi.sector_size));
+        for p in &ddi.partitions {
+            out.push_str(&format!(
+                "           {} {:<15} {} {} bytes at {}\n",
+                p.number,
+                p.role.to_string(),
+                p.uuid,
+                p.size,
+                p.offset
+            ));
+        }
+        out.push_str(&format!(
+            "root hash: {} (sha256, {}/{}-byte blocks)\n",
+            ddi.root_hash, ddi.data_block_size, ddi.hash_block_size
+        ));
+        match &ddi.signature {
+            None => out.push_str("signature: none\n"),
+            Some(s) => match (&s.signer, &s.rejected) {
+                (Some(signer), _) => out.push_str(&format!(
+                    "signature: verified by {} ({}, sha256 {})\n",
+                    signer.certificate, signer.subject, signer.fingerprint
+                )),
+                (None, why) => out.push_str(&format!(
+                    "signature: NOT verified: {}{}\n",
+                    why.as_deref().unwrap_or("unknown"),
+                    s.claimed_fingerprint
+                        .as_ref()
+                        .map(|f| format!(" (claims certificate sha256 {f})"))
+                        .unwrap_or_default()
+                )),
+            },
+        }
     }
     match &inspection.extension_release {
         Some(release) => {

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 use crate::model::{Format, Sha256};
 
@@ -61,19 +61,79 @@ pub struct Verified {
     pub kept: BTreeMap<String, Vec<u8>>,
 }
 
+/// A read-only window on a file: the whole file, or one partition of a disk image. Reads outside
+/// `[0, len)` fail, so a reader given a partition cannot see its neighbours.
+#[derive(Debug)]
+pub struct Span {
+    file: File,
+    offset: u64,
+    len: u64,
+}
+
+impl Span {
+    /// The whole file at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+        Ok(Self { file, offset: 0, len })
+    }
+
+    /// The window `[offset, offset + len)` of this one.
+    pub fn sub(&self, offset: u64, len: u64) -> Result<Self> {
+        ensure!(
+            offset.checked_add(len).is_some_and(|end| end <= self.len),
+            "{len} bytes at offset {offset} run past the end ({} bytes)",
+            self.len
+        );
+        Ok(Self { file: self.file.try_clone()?, offset: self.offset + offset, len })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Fills `buf` from `at`, failing when any of it lies past the end.
+    pub fn read_exact_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+        if at.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} bytes at offset {at} run past the end ({} bytes)", buf.len(), self.len),
+            ));
+        }
+        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, self.offset + at)
+    }
+
+    /// `len` bytes from `at`.
+    pub fn read_vec(&self, at: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, at)?;
+        Ok(buf)
+    }
+}
+
 /// SquashFS's magic at offset 0, EROFS's at offset 1024 (little-endian).
 const SQUASHFS_MAGIC: &[u8; 4] = b"hsqs";
 pub const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 pub const EROFS_SUPER_OFFSET: usize = 1024;
 
-/// The format of the image at `path`, from its magic.
-pub fn sniff(path: &Path) -> Result<Format> {
-    let mut head = Vec::with_capacity(EROFS_SUPER_OFFSET + 4);
+/// Whether the file at `path` is a disk image with a GPT (a DDI) rather than a bare filesystem.
+pub fn is_gpt(path: &Path) -> Result<bool> {
+    let mut head = Vec::with_capacity(520);
     File::open(path)
         .with_context(|| format!("opening {}", path.display()))?
-        .take(EROFS_SUPER_OFFSET as u64 + 4)
+        .take(520)
         .read_to_end(&mut head)
         .with_context(|| format!("reading {}", path.display()))?;
+    Ok(head.get(512..520) == Some(b"EFI PART"))
+}
+
+/// The format of the bare filesystem image at `path`, from its magic (a DDI is neither).
+pub fn sniff(path: &Path) -> Result<Format> {
+    let span = Span::open(path)?;
+    sniff_bytes(&span.read_vec(0, span.len().min(EROFS_SUPER_OFFSET as u64 + 4) as usize)?)
+}
+
+fn sniff_bytes(head: &[u8]) -> Result<Format> {
     if head.starts_with(SQUASHFS_MAGIC) {
         return Ok(Format::Squashfs);
     }
@@ -88,9 +148,15 @@ pub fn sniff(path: &Path) -> Result<Format> {
 /// Verifies the image at `path` with its format's strict reader. `keep(path)` returns how many
 /// bytes of a file to keep, if any: a file larger than that is an error.
 pub fn verify(path: &Path, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
-    match sniff(path)? {
+    verify_span(Span::open(path)?, limits, keep)
+}
+
+/// [`verify`] for the filesystem in `span` (a whole file, or a DDI's verified root partition).
+pub fn verify_span(span: Span, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
+    let head = span.read_vec(0, span.len().min(EROFS_SUPER_OFFSET as u64 + 4) as usize)?;
+    match sniff_bytes(&head)? {
         Format::Squashfs => {
-            let verified = crate::squashfs::read::verify(path, limits, keep)?;
+            let verified = crate::squashfs::read::verify_span(&span, limits, keep)?;
             let sb = verified.superblock;
             let compression = SQUASHFS_COMPRESSORS
                 .iter()
@@ -106,7 +172,7 @@ pub fn verify(path: &Path, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>
                 kept: verified.kept,
             })
         }
-        Format::Erofs => crate::erofs::read::verify(path, limits, keep),
+        Format::Erofs => crate::erofs::read::verify_span(span, limits, keep),
     }
 }
 

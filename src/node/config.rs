@@ -33,6 +33,9 @@ pub struct NodeConfig {
     /// `node bootstrap`: component repositories on top of the built-in ones (directories, URLs,
     /// ZIPs), later ones overriding earlier ones.
     pub components: Vec<String>,
+    /// Merge only DDIs whose verity signature a certificate in `/etc/verity.d` or
+    /// `/usr/lib/verity.d` verifies; plain images and unsigned DDIs are refused.
+    pub require_signed: bool,
     pub extensions: BTreeMap<String, ExtensionConfig>,
 }
 
@@ -47,6 +50,7 @@ impl Default for NodeConfig {
             retries: 5,
             retry_backoff: 10,
             components: Vec::new(),
+            require_signed: false,
             extensions: BTreeMap::new(),
         }
     }
@@ -76,6 +80,7 @@ struct Fragment {
     retries: Option<u32>,
     retry_backoff: Option<u64>,
     components: Option<Vec<String>>,
+    require_signed: Option<bool>,
     #[serde(default)]
     extensions: BTreeMap<String, ExtensionConfig>,
 }
@@ -127,6 +132,7 @@ impl NodeConfig {
         self.cordon = fragment.cordon.unwrap_or(self.cordon);
         self.retries = fragment.retries.unwrap_or(self.retries);
         self.retry_backoff = fragment.retry_backoff.unwrap_or(self.retry_backoff);
+        self.require_signed = fragment.require_signed.unwrap_or(self.require_signed);
         if let Some(components) = fragment.components {
             self.components = components;
         }

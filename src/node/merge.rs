@@ -27,15 +27,17 @@ pub struct Fault {
     pub message: String,
 }
 
-/// Merges what is linked under `root`. When that fails, finds which of `changed` (the links that
+/// Merges what is linked under `root`, systemd enforcing the image `policy`
+/// ([`sysext::merge_policy`]). When that fails, finds which of `changed` (the links that
 /// point at a new image) is at fault; `put_back` moves such a link away and says where to. Fails
 /// as before when the merge fails without any changed image too.
 pub fn merge(
     root: &Path,
+    policy: Option<&str>,
     changed: &[&Linked],
     mut put_back: impl FnMut(&Linked) -> Result<String>,
 ) -> Result<Vec<Fault>> {
-    let Err(error) = sysext::refresh(root) else { return Ok(Vec::new()) };
+    let Err(error) = sysext::refresh(root, policy) else { return Ok(Vec::new()) };
     if changed.is_empty() {
         return Err(error);
     }
@@ -44,7 +46,7 @@ pub fn merge(
     for linked in changed {
         held.push((*linked, hold(&linked.link)?));
     }
-    if let Err(without) = sysext::refresh(root) {
+    if let Err(without) = sysext::refresh(root, policy) {
         for (linked, aside) in &held {
             release(aside, &linked.link)?;
         }
@@ -53,12 +55,12 @@ pub fn merge(
     let mut faults = Vec::new();
     for (linked, aside) in held {
         release(&aside, &linked.link)?;
-        let Err(error) = sysext::refresh(root) else { continue };
+        let Err(error) = sysext::refresh(root, policy) else { continue };
         let back = put_back(linked)?;
         let message = format!("systemd-sysext could not merge {}: {}; {back}", linked.node_image, describe(&error));
         tracing::warn!("{}: {message}", linked.name);
         faults.push(Fault { name: linked.name.clone(), message });
-        sysext::refresh(root).context("merging the other extensions again")?;
+        sysext::refresh(root, policy).context("merging the other extensions again")?;
     }
     Ok(faults)
 }

@@ -23,6 +23,12 @@ pub struct Host {
     pub version_id: Option<String>,
     pub sysext_level: Option<String>,
     pub arch: Arch,
+    /// The root whose `verity.d` certificates verify DDI signatures.
+    pub root: PathBuf,
+    /// `require_signed` of the node config: only DDIs with a verified signature pass [`check`].
+    pub require_signed: bool,
+    /// The image policy systemd-sysext merges with ([`super::sysext::merge_policy`]).
+    pub image_policy: Option<&'static str>,
 }
 
 impl Host {
@@ -49,6 +55,9 @@ impl Host {
             version_id: fields.get("VERSION_ID").cloned(),
             sysext_level: fields.get("SYSEXT_LEVEL").cloned(),
             arch,
+            root: root.to_path_buf(),
+            require_signed: false,
+            image_policy: None,
         })
     }
 }
@@ -135,13 +144,18 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
     }
     // Callers name the image already: keep only what is wrong with it.
     let prefix = format!("{}: ", image.display());
-    let inspection = inspect::inspect(image).map_err(|e| {
+    let file_name = image.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let trust = inspect::Trust::Root(host.root.clone());
+    let inspection = inspect::inspect_with(image, file_name, &trust).map_err(|e| {
         let why = crate::error::describe(&e);
         why.strip_prefix(&prefix).map(str::to_string).unwrap_or(why)
     })?;
     let errors: Vec<String> = validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
     if !errors.is_empty() {
         return Err(errors.join("; "));
+    }
+    if host.require_signed {
+        signed(&inspection)?;
     }
     let release = inspection.extension_release.as_ref().ok_or("no extension-release")?;
     let fields = &release.fields;
@@ -177,6 +191,22 @@ pub fn check(image: &Path, name: &str, host: &Host) -> Result<Checked, String> {
         .ok_or("it names no version (SYSEXT_VERSION_ID=)")?;
     let restart_units = inspection.manifest.as_ref().map(|m| m.restart_units.clone()).unwrap_or_default();
     Ok(Checked { inspection, version, restart_units })
+}
+
+/// Whether `inspection` is of a DDI whose signature a trusted certificate verified, as
+/// `require_signed = true` demands; the error says why not.
+pub fn signed(inspection: &Inspection) -> Result<(), String> {
+    match &inspection.ddi {
+        None => Err("it is not a signed DDI, and the node config says require_signed = true".into()),
+        Some(ddi) if !ddi.signed() => {
+            let why = match &ddi.signature {
+                None => "it has no verity signature".to_string(),
+                Some(s) => s.rejected.clone().unwrap_or_else(|| "its signature is not verified".into()),
+            };
+            Err(format!("{why}, and the node config says require_signed = true"))
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// Images staged for `name` in `/opt/extensions/<name>`, as node paths.

@@ -92,7 +92,9 @@ pub async fn refresh<S: Systemd>(
         tracing::info!("unmerging {}: nothing is linked any more", merged.join(", "));
     }
     let mut records = Records::load(root)?;
-    let host = Host::read(root)?;
+    let mut host = Host::read(root)?;
+    host.require_signed = config.require_signed;
+    host.image_policy = sysext::merge_policy(config.require_signed);
     let mut report = Report::default();
     let overrides: BTreeMap<String, Vec<String>> =
         config.extensions.iter().filter_map(|(n, e)| e.restart_units.clone().map(|u| (n.clone(), u))).collect();
@@ -175,7 +177,7 @@ async fn activate<S: Systemd>(
         }
     }
     let links: Vec<&Linked> = changed.iter().map(|c| &c.linked).collect();
-    let faults = merge::merge(root, &links, |linked| put_back(root, host, linked, records))?;
+    let faults = merge::merge(root, host.image_policy, &links, |linked| put_back(root, host, linked, records))?;
     for fault in &faults {
         let version = changed.iter().find(|c| c.linked.name == fault.name).map(|c| c.version.as_str());
         records.note(&fault.name, Outcome::Failed, version, &fault.message);
@@ -315,7 +317,7 @@ async fn roll_back<S: Systemd>(
     };
     relink(root, &candidate.linked, &image)?;
     let mut message = format!("{reason} after {name} {}; rolled back to {version}", candidate.version);
-    sysext::refresh(root)?;
+    sysext::refresh(root, host.image_policy)?;
     if let Some(systemd) = systemd {
         systemd.reload().await?;
         for unit in &candidate.units {

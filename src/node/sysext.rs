@@ -1,6 +1,9 @@
 //! Merging: `io.systemd.sysext.Refresh` over varlink where the host offers it (systemd ≥ 256),
 //! else the `systemd-sysext refresh` command (systemd 252 on Debian 12). With `--root` the
-//! command gets `--root=`, since varlink only speaks for the running system.
+//! command gets `--root=`, since varlink only speaks for the running system. A merge that must
+//! enforce an image policy ([`SIGNED_ONLY`]) always runs the command: in systemd 257,
+//! `io.systemd.sysext.Refresh` takes only `class`, `force`, `noReload` and `noexec`
+//! (`varlinkctl introspect /usr/bin/systemd-sysext io.systemd.sysext`), no image policy.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -13,21 +16,86 @@ use anyhow::{Context, Result, anyhow, bail};
 /// systemd-sysext's varlink socket.
 pub const VARLINK_SOCKET: &str = "run/systemd/io.systemd.sysext";
 
-/// Unmerges and merges again what is linked under `root`.
-pub fn refresh(root: &Path) -> Result<()> {
+/// The image policy (systemd.image-policy(7)) a merge passes when the node config says
+/// `require_signed = true`: a root or /usr partition must be Verity-protected with a PKCS#7
+/// signature of its root hash, or absent. Policy flags are alternatives, so
+/// `verity+signed+absent` would still admit a DDI whose signature is not used: only `signed`
+/// requires it. A plain SquashFS or EROFS file counts as an unprotected root, so systemd
+/// refuses it too. The Verity and signature partitions' rules follow from these.
+pub const SIGNED_ONLY: &str = "root=signed+absent:usr=signed+absent";
+
+/// The first systemd whose `systemd-sysext` takes `--image-policy=`.
+pub const IMAGE_POLICY_SINCE: u32 = 254;
+
+/// The policy to merge with: [`SIGNED_ONLY`] under `require_signed`, when the `systemd-sysext`
+/// that runs (the one on `PATH`, with or without `--root`) knows `--image-policy=`.
+///
+/// systemd 252 (Debian 12) has no image policies. There bakery's own check is the only guard:
+/// `observe::check` verifies the hash tree and the signature against the node root's
+/// `verity.d` and refuses what is not signed by a trusted key, just before the merge; systemd
+/// then sets up Verity with the root hash but does not require a signature.
+pub fn merge_policy(require_signed: bool) -> Option<&'static str> {
+    if !require_signed {
+        return None;
+    }
+    let version = version();
+    let policy = policy_for(require_signed, version);
+    if policy.is_none() {
+        tracing::debug!(
+            "systemd-sysext {} takes no --image-policy= (since {IMAGE_POLICY_SINCE}): bakery's own signature check guards the merge",
+            version.map(|v| v.to_string()).unwrap_or_else(|| "of an unknown version".into())
+        );
+    }
+    policy
+}
+
+/// [`merge_policy`] for a known `systemd-sysext` version.
+pub fn policy_for(require_signed: bool, version: Option<u32>) -> Option<&'static str> {
+    (require_signed && version.is_some_and(|v| v >= IMAGE_POLICY_SINCE)).then_some(SIGNED_ONLY)
+}
+
+/// The version of the `systemd-sysext` on `PATH`, from its `--version` (`systemd 257 (257.13-1)`).
+pub fn version() -> Option<u32> {
+    let output = Command::new("systemd-sysext").arg("--version").output().ok()?;
+    parse_version(&String::from_utf8_lossy(&output.stdout))
+}
+
+fn parse_version(text: &str) -> Option<u32> {
+    let digits: String = text.strip_prefix("systemd ")?.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Unmerges and merges again what is linked under `root`, with systemd enforcing `policy`.
+pub fn refresh(root: &Path, policy: Option<&str>) -> Result<()> {
     let socket = root.join(VARLINK_SOCKET);
-    if root == Path::new("/") && socket.exists() {
+    if use_varlink(root, policy, socket.exists()) {
         return varlink_refresh(&socket);
     }
-    let mut command = Command::new("systemd-sysext");
-    if root != Path::new("/") {
-        command.arg(format!("--root={}", root.display()));
-    }
-    let output = command.arg("refresh").output().context("running systemd-sysext refresh")?;
+    let args = command_args(root, policy);
+    let output = Command::new("systemd-sysext").args(&args).output().context("running systemd-sysext refresh")?;
     if !output.status.success() {
-        bail!("systemd-sysext refresh failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!("systemd-sysext {} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
     }
     Ok(())
+}
+
+/// Whether a refresh goes over varlink: for the running system, when its socket is there, and
+/// without an image policy, which `io.systemd.sysext.Refresh` does not take.
+fn use_varlink(root: &Path, policy: Option<&str>, socket_exists: bool) -> bool {
+    policy.is_none() && root == Path::new("/") && socket_exists
+}
+
+/// The arguments of `systemd-sysext` for a refresh of `root` under `policy`.
+pub fn command_args(root: &Path, policy: Option<&str>) -> Vec<String> {
+    let mut args = Vec::new();
+    if root != Path::new("/") {
+        args.push(format!("--root={}", root.display()));
+    }
+    if let Some(policy) = policy {
+        args.push(format!("--image-policy={policy}"));
+    }
+    args.push("refresh".into());
+    args
 }
 
 /// One varlink call: a JSON object ending in a NUL byte, answered the same way.
@@ -105,6 +173,36 @@ mod tests {
         varlink_refresh(&path).unwrap();
         let request: serde_json::Value = serde_json::from_str(&server.join().unwrap()).unwrap();
         assert_eq!(request, serde_json::json!({"method": "io.systemd.sysext.Refresh", "parameters": {}}));
+    }
+
+    #[test]
+    fn a_policy_is_passed_on_the_command_line_from_systemd_254() {
+        assert_eq!(policy_for(true, Some(257)), Some("root=signed+absent:usr=signed+absent"));
+        assert_eq!(policy_for(true, Some(254)), Some(SIGNED_ONLY));
+        assert_eq!(policy_for(true, Some(253)), None, "no --image-policy= before 254");
+        assert_eq!(policy_for(true, Some(252)), None);
+        assert_eq!(policy_for(true, None), None);
+        assert_eq!(policy_for(false, Some(257)), None);
+        assert_eq!(command_args(Path::new("/"), None), ["refresh"]);
+        assert_eq!(
+            command_args(Path::new("/"), Some(SIGNED_ONLY)),
+            ["--image-policy=root=signed+absent:usr=signed+absent", "refresh"]
+        );
+        assert_eq!(
+            command_args(Path::new("/srv/node"), Some(SIGNED_ONLY)),
+            ["--root=/srv/node", "--image-policy=root=signed+absent:usr=signed+absent", "refresh"]
+        );
+        assert_eq!(parse_version("systemd 257 (257.13-1~deb13u1)\n+PAM +AUDIT\n"), Some(257));
+        assert_eq!(parse_version("systemd 252 (252.39-1~deb12u2)\n"), Some(252));
+        assert_eq!(parse_version("something else"), None);
+    }
+
+    #[test]
+    fn only_a_merge_without_a_policy_goes_over_varlink() {
+        assert!(use_varlink(Path::new("/"), None, true));
+        assert!(!use_varlink(Path::new("/"), Some(SIGNED_ONLY), true), "Refresh takes no image policy");
+        assert!(!use_varlink(Path::new("/"), None, false), "no socket (systemd 252)");
+        assert!(!use_varlink(Path::new("/srv/node"), None, true), "varlink speaks for the running system only");
     }
 
     #[test]

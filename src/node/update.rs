@@ -209,7 +209,12 @@ pub async fn stage_exact(
     let link = super::root::entry(root, &link)?;
     let wanted = version.as_str();
     let accept = |v: &str| follows(wanted, v);
-    let policy = Policy { accept: Some(&accept), protect: protected(&records, extension), stage_only: true };
+    let policy = Policy {
+        accept: Some(&accept),
+        protect: protected(&records, extension),
+        stage_only: true,
+        require_signed: config.require_signed,
+    };
     let node = Node { http, mirrors, root, arch: host.arch, keyring };
     let outcome = sysupdate::update_with(&node, &transfer, &policy)
         .await
@@ -286,8 +291,12 @@ pub async fn update(
         let accept = |version: &str| follow.as_deref().is_none_or(|f| follows(f, version));
         // A minor-pinned transfer captures only the patch in @v; follow applies to full versions.
         let pinned = found.transfer.source.patterns().iter().any(|p| !p.contains("-@v-"));
-        let policy =
-            Policy { accept: (!pinned).then_some(&accept as &dyn Fn(&str) -> bool), protect, stage_only: false };
+        let policy = Policy {
+            accept: (!pinned).then_some(&accept as &dyn Fn(&str) -> bool),
+            protect,
+            stage_only: false,
+            require_signed: config.require_signed,
+        };
         let source = found.path.display().to_string();
         let outcome = sysupdate::update_with(&node, &found.transfer, &policy)
             .await

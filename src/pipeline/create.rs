@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -17,6 +18,7 @@ use super::resolve::{self, Request, Resolved};
 use super::validate::{self, Expect, Finding, ImageView};
 use super::versions::{self, Wanted};
 use crate::config::Settings;
+use crate::ddi::sign::Signer;
 use crate::error::bad_input;
 use crate::image::pack::{self, PackOptions, PackStats};
 use crate::model::Sha256;
@@ -31,6 +33,8 @@ pub struct CreateJob {
     pub request: Request,
     pub output: PathBuf,
     pub force: bool,
+    /// Wrap the filesystem in a signed dm-verity DDI (`--ddi`) signed with this key.
+    pub ddi: Option<Arc<Signer>>,
 }
 
 /// A built and published image, or one that was up to date.
@@ -115,7 +119,8 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let recipe_yaml = source.file(RECIPE_FILE).unwrap_or_default();
     let cache = Cache::open(&settings.cache_dir)?;
     if dest.exists() && !job.force {
-        let published = up_to_date(&http, &cache, recipe_yaml, &resolved, &job.output, &dest).await?;
+        let ddi = job.ddi.as_ref().map(|s| s.fingerprint());
+        let published = up_to_date(&http, &cache, recipe_yaml, &resolved, ddi, &job.output, &dest).await?;
         tracing::info!(
             "{} is up to date: built from the same inputs ({:.2} s)",
             resolved.image,
@@ -152,8 +157,12 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     let pack_started = Instant::now();
     let digests: BTreeMap<String, Sha256> =
         fetched.artifacts.iter().map(|(name, a)| (name.clone(), a.sha256)).collect();
-    let inputs = Inputs::of(&resolved, recipe_yaml, digests, GENERATOR);
-    let uuid = pack::uuid_of(&inputs.digest());
+    let mut inputs = Inputs::of(&resolved, recipe_yaml, digests, GENERATOR);
+    // The filesystem of a DDI is the plain image's, byte for byte: its UUID (and the DDI's salt
+    // and disk GUID) come from the inputs without the signing certificate.
+    let seed = inputs.digest();
+    let uuid = pack::uuid_of(&seed);
+    inputs.ddi = job.ddi.as_ref().map(|s| s.fingerprint());
     let options = PackOptions::new(resolved.format, resolved.compression, resolved.source_date_epoch, uuid);
     // The temporary image belongs to this future: if it is dropped (interrupted), the file is
     // removed even while the packing thread still holds a handle to it.
@@ -183,6 +192,15 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     .await
     .context("the packing task panicked")??;
     progress.finish();
+    let tmp = match &job.ddi {
+        None => tmp,
+        Some(signer) => {
+            let (dest, signer, arch) = (dest.clone(), signer.clone(), resolved.arch);
+            tokio::task::spawn_blocking(move || wrap_ddi(tmp, &dest, arch, seed.as_bytes(), &signer))
+                .await
+                .context("the DDI task panicked")??
+        }
+    };
     let pack_time = pack_started.elapsed();
     let published = tokio::task::spawn_blocking({
         let (output, image, force) = (job.output.clone(), resolved.image.clone(), job.force);
@@ -208,6 +226,30 @@ pub async fn create(settings: &Settings, job: &CreateJob) -> Result<Built> {
     Ok(Built { resolved, published, pack: Some(pack), warnings })
 }
 
+/// The DDI of the packed filesystem `fs`, in a new temporary file beside `dest` (`fs` is removed).
+fn wrap_ddi(
+    fs: tempfile::NamedTempFile,
+    dest: &Path,
+    arch: crate::model::Arch,
+    seed: &[u8; 32],
+    signer: &Signer,
+) -> Result<tempfile::NamedTempFile> {
+    let started = Instant::now();
+    let ddi = atomic::temp_beside(dest)?;
+    let mut out = ddi.as_file().try_clone().context("opening the temporary DDI")?;
+    let mut file = fs.as_file().try_clone().context("opening the packed filesystem")?;
+    let written = crate::ddi::write::write(&mut file, arch, seed, signer, &mut out)
+        .with_context(|| format!("writing the DDI {}", dest.display()))?;
+    tracing::info!(
+        "wrapped in a signed DDI (root hash {}, {}, signed by {}) in {:.1} s",
+        written.root_hash,
+        human_bytes(written.size),
+        signer.cert_path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ddi)
+}
+
 /// The existing image `dest`, when SHA256SUMS lists it and this cache recorded that it was
 /// built from the same inputs as `resolved` (artifact digests from the cached checksum files:
 /// no request when they are all cached). Otherwise a usage error saying why it stays.
@@ -216,6 +258,7 @@ async fn up_to_date(
     cache: &Cache,
     recipe_yaml: &[u8],
     resolved: &Resolved,
+    ddi: Option<String>,
     output: &Path,
     dest: &Path,
 ) -> Result<Published> {
@@ -233,7 +276,7 @@ async fn up_to_date(
     let (digests, fetched) = inputs::expected_digests(http, cache, resolved)
         .await
         .with_context(|| format!("checking whether {} is up to date", resolved.image))?;
-    let current = Inputs::of(resolved, recipe_yaml, digests, GENERATOR);
+    let current = Inputs { ddi, ..Inputs::of(resolved, recipe_yaml, digests, GENERATOR) };
     if current != recorded {
         let differences = current.differences(&recorded);
         return Err(keep(format!(" and was built from other inputs: {}", differences.join(", "))));

@@ -36,6 +36,10 @@ pub struct Inputs {
     pub compression: String,
     pub os: String,
     pub source_date_epoch: u32,
+    /// A signed DDI: sha256 of the signing certificate (absent for a plain filesystem image,
+    /// so those records and digests stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ddi: Option<String>,
 }
 
 impl Inputs {
@@ -51,6 +55,7 @@ impl Inputs {
             compression: resolved.compression.to_string(),
             os: resolved.os.to_string(),
             source_date_epoch: resolved.source_date_epoch,
+            ddi: None,
         }
     }
 
@@ -72,6 +77,8 @@ impl Inputs {
         changed("format", &older.format, &self.format);
         changed("compression", &older.compression, &self.compression);
         changed("os", &older.os, &self.os);
+        let ddi = |d: &Option<String>| d.as_ref().map_or("plain".to_string(), |f| format!("DDI signed by {f}"));
+        changed("image type", &ddi(&older.ddi), &ddi(&self.ddi));
         changed("mtime", &older.source_date_epoch.to_string(), &self.source_date_epoch.to_string());
         for key in older.options.keys().chain(self.options.keys()).collect::<std::collections::BTreeSet<_>>() {
             let (old, new) = (older.options.get(key), self.options.get(key));
@@ -158,6 +165,7 @@ mod tests {
             compression: "gzip".into(),
             os: "_any".into(),
             source_date_epoch: 0,
+            ddi: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! `SHA256SUMS.gpg` verifies the current `SHA256SUMS` and re-signs when it does not, which
 //! repairs a run killed between the two renames (and a `create` that added a line since).
 
+pub mod certs;
 pub mod index;
 pub mod transfers;
 
@@ -17,7 +18,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::error::bad_input;
-use crate::image::inspect;
+use crate::image::inspect::{self, DdiInfo, Trust};
 use crate::model::sums::Sha256Sums;
 use crate::pipeline::publish::{self, SUMS_FILE};
 use crate::pipeline::validate;
@@ -44,6 +45,8 @@ pub struct Options {
     /// The directory is a pre-release channel.
     pub pre: bool,
     pub instances_max: u32,
+    /// The PEM certificate that verifies the DDIs' signatures, published as `<ext>.crt`.
+    pub verity_cert: Option<PathBuf>,
 }
 
 /// What a release run found and wrote.
@@ -90,14 +93,28 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
     if !dir.is_dir() {
         return Err(bad_input(format!("{} is not a directory", dir.display())));
     }
+    let given = options.verity_cert.as_deref().map(certs::load).transpose()?;
     let lock = publish::lock(dir)?;
     failpoint::pause("release:locked");
     publish::recover::recover(&lock, None)?;
 
+    // The certificates an earlier release published, unless --verity-cert replaces them all.
+    let published = if given.is_some() { Default::default() } else { certs::published(dir)? };
+    // The DDIs' signatures are checked against the certificates this release publishes; without
+    // any, against this machine's verity.d (an unknown signer is then only a warning).
+    let candidates: Vec<PathBuf> = match &given {
+        Some(given) => vec![given.file.clone()],
+        None => published.values().map(|c| c.file.clone()).collect(),
+    };
+    let trust = if candidates.is_empty() { Trust::Root(PathBuf::from("/")) } else { Trust::Files(candidates) };
     let mut released = Released::default();
+    let mut ddis = Vec::new();
     for (file, path) in raw_files(dir)? {
-        match check_image(&file, &path, options.pre) {
-            Ok(image) => released.images.push(image),
+        match check_image(&file, &path, options.pre, &trust) {
+            Ok((image, ddi)) => {
+                ddis.push(ddi);
+                released.images.push(image);
+            }
             Err(reason) => released.skipped.push(Skipped { file, reason }),
         }
     }
@@ -123,6 +140,10 @@ pub fn release(dir: &Path, options: &Options) -> Result<Released> {
     let index = Index::new(&released.images);
     let verify = options.sign_key.is_some();
     let mut files: Vec<(String, Vec<u8>)> = vec![(INDEX_FILE.to_string(), index.to_json().into_bytes())];
+    for (name, pem) in certs::for_release(dir, &released.images, &ddis, given.as_ref(), &published)? {
+        sums.insert(&name, crate::model::Sha256::of(&pem)).map_err(|e| bad_input(format!("certificate name {e}")))?;
+        files.push((name, pem));
+    }
     if let Some(base_url) = &base_url {
         for (name, text) in transfers::for_release(&index, base_url, verify, options.instances_max, options.suffix)? {
             files.push((name, text.into_bytes()));
@@ -229,10 +250,10 @@ fn raw_files(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 }
 
 /// A valid, versioned image, or why it is not one.
-fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, String> {
+fn check_image(file: &str, path: &Path, pre: bool, trust: &Trust) -> Result<(IndexedImage, Option<DdiInfo>), String> {
     // the caller names the file already: keep only what is wrong with it
     let prefix = format!("{}: ", path.display());
-    let inspection = inspect::inspect(path).map_err(|e| {
+    let inspection = inspect::inspect_with(path, file, trust).map_err(|e| {
         let why = crate::error::describe(&e);
         why.strip_prefix(&prefix).map(str::to_string).unwrap_or(why)
     })?;
@@ -250,7 +271,7 @@ fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, Strin
         ));
     }
     let (sha256, size) = publish::hash_file(path).map_err(|e| crate::error::describe(&e))?;
-    Ok(IndexedImage {
+    let image = IndexedImage {
         file: file.to_string(),
         extension: identity.extension,
         version: identity.version,
@@ -258,7 +279,8 @@ fn check_image(file: &str, path: &Path, pre: bool) -> Result<IndexedImage, Strin
         sha256,
         size,
         manifest: inspection.manifest.map(index::ManifestSummary::from),
-    })
+    };
+    Ok((image, inspection.ddi))
 }
 
 /// Whether the existing `SHA256SUMS.gpg` still verifies `SHA256SUMS` with `public_key`.

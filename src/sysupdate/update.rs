@@ -62,6 +62,9 @@ pub struct Policy<'a> {
     pub protect: Vec<String>,
     /// Download only: leave `CurrentSymlink` alone (the caller flips it when it activates).
     pub stage_only: bool,
+    /// Refuse a download that is not a DDI signed by a certificate in the node root's
+    /// `verity.d` (node.toml `require_signed`), before it is renamed into place.
+    pub require_signed: bool,
 }
 
 /// Every image in `sums` that a source pattern of `transfer` matches for `arch`, newest first.
@@ -138,8 +141,9 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
         let (tmp, _) = node.http.download_verified(&url, &newest.sha256, &temp, &ProgressBar::hidden()).await?;
         // a signed digest says the release is what was published, not that it is sound: the
         // strict reader decides before the image is where systemd-sysext would merge it
-        let (path, file) = (tmp.path().to_path_buf(), name.clone());
-        tokio::task::spawn_blocking(move || check_download(&path, &file))
+        let (path, file, root) = (tmp.path().to_path_buf(), name.clone(), node.root.to_path_buf());
+        let require_signed = policy.require_signed;
+        tokio::task::spawn_blocking(move || check_download(&path, &file, &root, require_signed))
             .await
             .context("checking a download")?
             .with_context(|| format!("refusing {url}"))?;
@@ -159,13 +163,19 @@ pub async fn update_with(node: &Node<'_>, transfer: &Transfer, policy: &Policy<'
 }
 
 /// The strict reader's verdict on a downloaded image that will be named `file`: an image it
-/// refuses, or finds errors in, is bad input (retrying fetches the same bytes).
-fn check_download(path: &Path, file: &str) -> Result<()> {
-    let inspection = crate::image::inspect::inspect_as(path, file)?;
+/// refuses, or finds errors in, is bad input (retrying fetches the same bytes). A DDI's
+/// signature is checked against the certificates of the node `root` (`verity.d`), and with
+/// `require_signed` one that none of them verifies is refused as well.
+fn check_download(path: &Path, file: &str, root: &Path, require_signed: bool) -> Result<()> {
+    let trust = crate::image::inspect::Trust::Root(root.to_path_buf());
+    let inspection = crate::image::inspect::inspect_with(path, file, &trust)?;
     let errors: Vec<String> =
         crate::pipeline::validate::errors(&inspection.findings).iter().map(|f| f.describe()).collect();
     if !errors.is_empty() {
         return Err(crate::error::bad_input(format!("{file} is not a valid sysext image: {}", errors.join("; "))));
+    }
+    if require_signed {
+        crate::node::observe::signed(&inspection).map_err(|why| crate::error::bad_input(format!("{file}: {why}")))?;
     }
     Ok(())
 }

@@ -2,18 +2,16 @@
 //! extents, or a fragment of the packed inode), every byte inside the image, and every
 //! pcluster decoded in full.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use anyhow::{Result, bail, ensure};
 
 use super::decompress;
 use super::inode::{COMPRESSED_COMPACT, FLAT_INLINE, FLAT_PLAIN, Inode};
 use super::zmap::{self, Extent, Index, MapHeader, Source};
+use crate::image::read::Span;
 
 /// The image file, readable only below `end` (the blocks the superblock counts).
 pub(super) struct Image {
-    pub file: File,
+    pub file: Span,
     pub end: u64,
     pub block: u64,
 }

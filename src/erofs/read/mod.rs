@@ -23,12 +23,10 @@ mod superblock;
 mod zmap;
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::image::read::{Entry, Kind, Limits, Verified};
+use crate::image::read::{Entry, Kind, Limits, Span, Verified};
 use crate::model::Format;
 use crate::model::digest::Hasher;
 
@@ -36,12 +34,11 @@ use data::{Image, Layout, Packed};
 use inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use superblock::{COMPR_CFGS, SuperBlock, XATTR_FILTER, ZERO_PADDING};
 
-/// Verifies the EROFS image at `path`; see [`crate::image::read::verify`].
-pub fn verify(path: &Path, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata()?.len();
+/// Verifies the EROFS image in `file` (a whole file, or a DDI partition); see [`crate::image::read::verify`].
+pub fn verify_span(file: Span, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
+    let len = file.len();
     let mut head = vec![0u8; len.min(64 << 10) as usize];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0).context("reading the superblock")?;
+    file.read_exact_at(&mut head, 0).context("reading the superblock")?;
     let sb = SuperBlock::parse(&head)?;
     let bs = sb.block_size();
     let end = sb.blocks as u64 * bs;

@@ -1,7 +1,7 @@
 //! The data side of the strict reader: every block and fragment of a file decompressed (never
 //! past its stated size) and hashed.
 
-use std::fs::File;
+use crate::image::read::Span;
 
 use anyhow::{Result, bail, ensure};
 
@@ -62,7 +62,7 @@ pub(super) struct FileData {
 
 /// What reading file data needs from the image.
 pub(super) struct Data<'a> {
-    pub file: &'a File,
+    pub file: &'a Span,
     pub compressor: u16,
     pub block_size: u32,
     /// Data blocks and fragments lie in `[start, end)`.

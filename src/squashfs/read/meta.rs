@@ -2,16 +2,14 @@
 //! (ids, fragments, export, xattr ids) with the kernel's bounds checks, and the table chain from
 //! `bytes_used` down to the inode table.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-
 use anyhow::{Result, bail, ensure};
 
 use super::data::decompress_capped;
+use crate::image::read::Span;
 use crate::squashfs::format::{METADATA_SIZE, NOT_SET, SuperBlock};
 
 /// Reads `len` bytes at `at`, failing when they are not all there.
-pub(super) fn read_at(file: &File, at: u64, len: usize) -> Result<Vec<u8>> {
+pub(super) fn read_at(file: &Span, at: u64, len: usize) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, at).map_err(|e| anyhow::anyhow!("reading {len} bytes at offset {at}: {e}"))?;
     Ok(buf)
@@ -27,7 +25,7 @@ pub(super) struct Region {
 
 impl Region {
     /// Reads the blocks in `[start, end)`, which they must fill exactly.
-    pub fn read(file: &File, compressor: u16, start: u64, end: u64, cap: usize, what: &str) -> Result<Self> {
+    pub fn read(file: &Span, compressor: u16, start: u64, end: u64, cap: usize, what: &str) -> Result<Self> {
         ensure!(start <= end, "the {what} starts at {start}, after its end {end}");
         let raw = read_at(file, start, usize::try_from(end - start)?)?;
         let mut region = Region { data: Vec::new(), blocks: Vec::new() };
@@ -115,7 +113,7 @@ fn metadata_block(raw: &[u8], at: usize, compressor: u16) -> Result<(Vec<u8>, us
 /// table below it).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn lookup_table(
-    file: &File,
+    file: &Span,
     compressor: u16,
     start: u64,
     blocks_end: u64,
@@ -156,7 +154,7 @@ pub(super) struct Layout {
     pub xattrs: Option<(u64, u64, Vec<u8>)>,
 }
 
-pub(super) fn layout(file: &File, sb: &SuperBlock, file_len: u64) -> Result<Layout> {
+pub(super) fn layout(file: &Span, sb: &SuperBlock, file_len: u64) -> Result<Layout> {
     ensure!(
         sb.bytes_used > 96 && sb.bytes_used <= file_len,
         "bytes_used {} is not inside the file ({file_len} bytes)",

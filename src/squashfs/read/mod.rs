@@ -13,11 +13,10 @@ pub(crate) mod data;
 mod meta;
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 
+use crate::image::read::Span;
 pub use crate::image::read::{Entry, Kind, Limits};
 use crate::squashfs::format::{NO_INDEX, SuperBlock};
 
@@ -34,13 +33,12 @@ pub struct Verified {
     pub kept: BTreeMap<String, Vec<u8>>,
 }
 
-/// Verifies the image at `path`. `keep(path)` returns how many bytes of a file to keep, if any:
+/// Verifies the image in `file` (a whole file, or a DDI partition). `keep(path)` returns how many bytes of a file to keep, if any:
 /// a file larger than that is an error (small caps for extension-release and the manifest).
-pub fn verify(path: &Path, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let len = file.metadata()?.len();
-    let sb = SuperBlock::parse(&read_at(&file, 0, 96).context("reading the superblock")?)?;
-    Reader::new(&file, sb, len, limits)?.walk(keep)
+pub fn verify_span(file: &Span, limits: &Limits, keep: &dyn Fn(&str) -> Option<usize>) -> Result<Verified> {
+    let len = file.len();
+    let sb = SuperBlock::parse(&read_at(file, 0, 96).context("reading the superblock")?)?;
+    Reader::new(file, sb, len, limits)?.walk(keep)
 }
 
 /// Directory entry types and the basic inode types they name.
@@ -70,7 +68,7 @@ struct Pending {
 }
 
 impl<'a> Reader<'a> {
-    fn new(file: &'a File, sb: SuperBlock, len: u64, limits: &'a Limits) -> Result<Self> {
+    fn new(file: &'a Span, sb: SuperBlock, len: u64, limits: &'a Limits) -> Result<Self> {
         let layout = meta::layout(file, &sb, len)?;
         ensure!(
             sb.inode_count > 0 && sb.inode_count <= limits.inodes,
@@ -424,7 +422,7 @@ mod tests {
             uuid: [0; 16],
         };
         pack(&tree, &|_| unreachable!("no blobs"), &options, out.as_file_mut(), &|_, _| {}).unwrap();
-        let verified = verify(out.path(), &Limits::default(), &|_| None).unwrap();
+        let verified = verify_span(&Span::open(out.path()).unwrap(), &Limits::default(), &|_| None).unwrap();
         let listed: Vec<(&str, u16, &Kind)> =
             verified.entries.iter().map(|e| (e.path.as_str(), e.mode, &e.kind)).collect();
         assert_eq!(

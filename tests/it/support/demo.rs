@@ -105,6 +105,16 @@ impl Demo {
         self.build_with("demo", version, "x86-64", script, &["--format", format])
     }
 
+    /// The demo built as a DDI signed with `key` (PEM) for `cert` (PEM). Its script carries 16 KiB
+    /// of hex digests in a comment, so the filesystem spans several verity blocks and the hash
+    /// partition holds a tree after its superblock.
+    pub fn build_ddi(&self, version: &str, key: &std::path::Path, cert: &std::path::Path) -> String {
+        let filler: String = (0..256u32).map(|i| sha256_hex(&i.to_le_bytes())).collect();
+        let script = format!("#!/bin/sh\n# {filler}\necho {version} > /run/demo.version\nexec sleep infinity\n");
+        let (key, cert) = (key.to_str().unwrap(), cert.to_str().unwrap());
+        self.build_with("demo", version, "x86-64", script, &["--ddi", "--sign-key", key, "--sign-cert", cert])
+    }
+
     fn build_script(&self, version: &str, arch: &str, script: String) -> String {
         self.build_script_of("demo", version, arch, script)
     }
