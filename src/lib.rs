@@ -17,7 +17,6 @@ pub(crate) mod components;
 /// bakery.toml, environment and flags.
 pub(crate) mod config;
 /// Signed dm-verity DDIs: GPT, verity hash tree, PKCS#7 signature; writing and verifying.
-#[allow(dead_code)] // wired into create, inspect and the node by the DDI work
 pub(crate) mod ddi;
 /// EROFS writing (native, parallel compression) and the strict EROFS reader.
 pub(crate) mod erofs;

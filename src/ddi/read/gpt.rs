@@ -32,7 +32,6 @@ pub struct Entry {
 #[derive(Clone, Debug)]
 pub struct Table {
     pub sector_size: u64,
-    pub disk_uuid: String,
     pub entries: Vec<Entry>,
 }
 
@@ -120,7 +119,7 @@ fn read_header(image: &Span, sector: u64) -> Result<Table> {
             pair[1].number
         );
     }
-    Ok(Table { sector_size: sector, disk_uuid: guid(&head[56..72]), entries })
+    Ok(Table { sector_size: sector, entries })
 }
 
 /// A GPT GUID (mixed-endian on disk) as the lowercase hyphenated text.

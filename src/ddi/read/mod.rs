@@ -90,13 +90,6 @@ pub struct Ddi {
     pub data: Span,
 }
 
-impl Ddi {
-    /// The signature verifies against a trusted certificate.
-    pub fn signed(&self) -> bool {
-        self.signature.as_ref().is_some_and(|s| s.signer.is_some())
-    }
-}
-
 /// Reads the DDI at `path` and verifies its GPT, hash tree and root hash, and its signature
 /// against `trusted`. Structural faults and hash mismatches are errors; the signature's
 /// outcome is reported in [`Ddi::signature`].
