@@ -45,10 +45,7 @@ impl World {
     }
 
     fn keypair(&self, key: &str, cert: &str) {
-        let mut openssl = Command::new("openssl");
-        openssl.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=bakery test"]);
-        openssl.arg("-keyout").arg(self.path(key)).arg("-out").arg(self.path(cert));
-        run(&mut openssl).expect_code(0);
+        support::self_signed(&self.path(key), &self.path(cert), "/CN=bakery test");
     }
 
     /// `bakery create demo v1.0.0 x86-64 ARGS -o OUT`

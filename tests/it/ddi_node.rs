@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::container::{Bind, Container, Systemd};
+use crate::support::container::{Container, Systemd};
 use crate::support::demo::Demo;
 use crate::support::{bakery, run};
 
@@ -145,10 +145,7 @@ fn veritysetup_verifies_the_hash_partition_as_bakery_reads_it() {
 /// `openssl req -x509 -newkey rsa:2048 -nodes` into `dir/NAME.key` and `dir/NAME.pem`.
 fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let (key, cert) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
-    let mut openssl = Command::new("openssl");
-    openssl.args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &format!("/CN={name}")]);
-    openssl.arg("-keyout").arg(&key).arg("-out").arg(&cert);
-    run(&mut openssl).expect_code(0);
+    crate::support::self_signed(&key, &cert, &format!("/CN={name}"));
     (key, cert)
 }
 
@@ -397,15 +394,7 @@ fn require_signed_on_a_real_node(systemd: Systemd) {
     let plain = demo.build("v1.0.0", "x86-64", false);
     let foreign = demo.build_ddi("v2.0.0", &other_key, &other_cert);
     let signed = demo.build_ddi("v3.0.0", &key, &cert);
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-    let bin = exe.parent().unwrap().to_path_buf();
-    let container = Container::boot_on(
-        systemd,
-        &[
-            Bind { host: bin.clone(), container: bin.display().to_string(), writable: false },
-            Bind { host: demo.shared(), container: "/srv/bakery".into(), writable: false },
-        ],
-    );
+    let (container, exe) = Container::with_bakery(systemd, &demo.shared(), false);
     container.write("/etc/verity.d/release-key.crt", &std::fs::read(&cert).unwrap());
     let refresh = || container.run(&[exe.to_str().unwrap(), "node", "refresh"]);
     let config = |require_signed: bool| {

@@ -4,10 +4,8 @@
 //! `bakery node refresh` activates it; a node moves from a SquashFS image to an EROFS one and
 //! back. These tests need root (namespaces, loop devices); elsewhere they say why they skip.
 
-use std::path::{Path, PathBuf};
-
 use crate::support;
-use support::container::{Bind, Container, Systemd};
+use support::container::{Container, Systemd};
 use support::demo::Demo;
 use support::fixtures::{Upstream, default_cni_version, mirror_args, sha256_hex};
 use support::{Server, bakery, run};
@@ -21,20 +19,6 @@ fn erofs_mounted(image: &str) -> String {
         "loop=$(losetup -n -O NAME -j {image} | head -n 1) && test -n \"$loop\" && \
          test -d /sys/fs/erofs/$(basename \"$loop\") && echo erofs-mounted"
     )
-}
-
-/// Boots `systemd` with bakery's binary and `shared` (at /srv/bakery) bound in.
-fn boot(systemd: Systemd, shared: &Path) -> (Container, PathBuf) {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-    let dir = exe.parent().unwrap().to_path_buf();
-    let container = Container::boot_on(
-        systemd,
-        &[
-            Bind { host: dir.clone(), container: dir.display().to_string(), writable: false },
-            Bind { host: shared.to_path_buf(), container: "/srv/bakery".into(), writable: true },
-        ],
-    );
-    (container, exe)
 }
 
 fn kubernetes_as_erofs_merges_under_both_names_and_node_refresh_activates_it(systemd: Systemd) {
@@ -51,7 +35,7 @@ fn kubernetes_as_erofs_merges_under_both_names_and_node_refresh_activates_it(sys
     assert_eq!(inspected["format"], "erofs", "{inspected}");
     let kubelet = sha256_hex(&upstream.installed["usr/bin/kubelet"]);
 
-    let (node, exe) = boot(systemd, &shared);
+    let (node, exe) = Container::with_bakery(systemd, &shared, true);
     for name in ["kubernetes.raw", IMAGE] {
         let merged = node.sh(&format!(
             "mkdir -p /var/lib/extensions && cp /srv/bakery/{IMAGE} /var/lib/extensions/{name} && systemd-sysext merge >&2 && \
@@ -87,7 +71,7 @@ fn a_node_moves_from_squashfs_to_erofs_and_back(systemd: Systemd) {
     let v1 = demo.build_as("v1.0.0", "squashfs");
     let v2 = demo.build_as("v1.0.1", "erofs");
     demo.release();
-    let (node, exe) = boot(systemd, &demo.shared());
+    let (node, exe) = Container::with_bakery(systemd, &demo.shared(), true);
     let bakery = |args: &[&str]| {
         let mut all = vec![exe.to_str().unwrap()];
         all.extend(args);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::support;
 use support::Run;
-use support::container::{Bind, Container, Systemd};
+use support::container::{Container, Systemd};
 use support::demo::Demo;
 
 /// The host side: the demo extension's recipe, upstream and images.
@@ -32,18 +32,7 @@ impl Host {
     }
 
     fn boot(&self, systemd: Systemd) -> Node {
-        let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-        let container = Container::boot_on(
-            systemd,
-            &[
-                Bind {
-                    host: exe.parent().unwrap().to_path_buf(),
-                    container: exe.parent().unwrap().display().to_string(),
-                    writable: false,
-                },
-                Bind { host: self.shared(), container: "/srv/bakery".into(), writable: true },
-            ],
-        );
+        let (container, exe) = Container::with_bakery(systemd, &self.shared(), true);
         container.write("/etc/bakery/node.toml", b"health_window = 3\n");
         Node { container, exe }
     }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use crate::support;
-use support::container::{Bind, Container, Systemd};
+use support::container::{Container, Systemd};
 use support::demo::Demo;
 use support::gpg::{EMAIL, Keyring};
 use support::{Run, bakery, run};
@@ -55,15 +55,7 @@ impl World {
     }
 
     fn boot(&self) -> Node {
-        let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
-        let dir = exe.parent().unwrap().display().to_string();
-        let container = Container::boot_on(
-            Systemd::V257,
-            &[
-                Bind { host: exe.parent().unwrap().to_path_buf(), container: dir, writable: false },
-                Bind { host: self.demo.shared(), container: "/srv/bakery".into(), writable: false },
-            ],
-        );
+        let (container, exe) = Container::with_bakery(Systemd::V257, &self.demo.shared(), false);
         container.write("/etc/bakery/node.toml", b"health_window = 3\n");
         Node { container, exe }
     }

@@ -112,6 +112,18 @@ impl Container {
         Container::boot_on(Systemd::V252, binds)
     }
 
+    /// Boots `systemd` with the suite's own `bakery` bound in at its host path (returned, so
+    /// `node.run(&[exe, ...])` runs it) and `shared` at /srv/bakery.
+    pub fn with_bakery(systemd: Systemd, shared: &Path, writable: bool) -> (Container, PathBuf) {
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_bakery"));
+        let dir = exe.parent().expect("the binary has a directory").to_path_buf();
+        let binds = [
+            Bind { host: dir.clone(), container: dir.display().to_string(), writable: false },
+            Bind { host: shared.to_path_buf(), container: "/srv/bakery".into(), writable },
+        ];
+        (Container::boot_on(systemd, &binds), exe)
+    }
+
     /// Boots a container on `systemd` with `binds`; panics with the console log when it does not
     /// come up.
     pub fn boot_on(systemd: Systemd, binds: &[Bind]) -> Container {
