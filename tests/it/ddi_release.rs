@@ -138,17 +138,7 @@ fn a_ddi_release_publishes_the_certificate_under_the_signature_and_butane_instal
     let sums = String::from_utf8(read(&dist.join("SHA256SUMS"))).unwrap();
     let names: Vec<&str> = sums.lines().map(|l| l.split_once("  ").unwrap().1).collect();
     assert_eq!(names, ["demo-v1.0.0-x86-64.raw", "demo.crt"]);
-    let check = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(&dist).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
-    assert_eq!(String::from_utf8_lossy(&check.stdout).matches(": OK").count(), 2);
-    let gpgv = Command::new("gpgv")
-        .arg("--keyring")
-        .arg(dist.join("import-pubring.gpg"))
-        .arg(dist.join("SHA256SUMS.gpg"))
-        .arg(dist.join("SHA256SUMS"))
-        .output()
-        .unwrap();
-    assert!(gpgv.status.success(), "gpgv: {}", String::from_utf8_lossy(&gpgv.stderr));
+    support::gpg::assert_release_verifies(&dist, 2);
     // A DDI is indexed like a plain image: the same transfer files and index.
     for name in ["demo.conf", "demo-v1.0.conf", "noop.conf", "index.json"] {
         assert_eq!(read(&dist.join(name)), read(&plain.join(name)), "{name}");

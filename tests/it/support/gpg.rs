@@ -36,3 +36,19 @@ impl Drop for Keyring {
         let _ = Command::new("gpgconf").env("GNUPGHOME", self.home.path()).args(["--kill", "gpg-agent"]).status();
     }
 }
+
+/// A signed release directory as a node checks it: `sha256sum -c SHA256SUMS` passes for `files`
+/// files, and the real `gpgv` verifies SHA256SUMS.gpg with the published import-pubring.gpg.
+pub fn assert_release_verifies(dist: &Path, files: usize) {
+    let check = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(dist).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).matches(": OK").count(), files);
+    let gpgv = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(dist.join("import-pubring.gpg"))
+        .arg(dist.join("SHA256SUMS.gpg"))
+        .arg(dist.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(gpgv.status.success(), "gpgv: {}", String::from_utf8_lossy(&gpgv.stderr));
+}
