@@ -7,6 +7,7 @@ use std::process::Command;
 
 use crate::support;
 use support::container::Systemd;
+use support::ddi::{Part, sfdisk};
 use support::demo::Demo;
 use support::fixtures::sha256_hex;
 use support::{bakery, list_image, run};
@@ -66,36 +67,6 @@ impl World {
         self.create(out, &args).expect_code(0);
         self.path(out).join(IMAGE)
     }
-}
-
-/// One partition as sfdisk reports it, in bytes.
-#[derive(Debug)]
-struct Part {
-    type_uuid: String,
-    uuid: String,
-    name: String,
-    offset: u64,
-    size: u64,
-}
-
-fn sfdisk(image: &Path) -> Vec<Part> {
-    let out = run(Command::new("sfdisk").arg("--json").arg(image)).expect_code(0);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let table = &json["partitiontable"];
-    assert_eq!(table["label"], "gpt", "{}", out.stdout);
-    assert_eq!(table["sectorsize"], 512, "{}", out.stdout);
-    table["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| Part {
-            type_uuid: p["type"].as_str().unwrap().to_string(),
-            uuid: p["uuid"].as_str().unwrap().to_string(),
-            name: p["name"].as_str().unwrap_or_default().to_string(),
-            offset: p["start"].as_u64().unwrap() * 512,
-            size: p["size"].as_u64().unwrap() * 512,
-        })
-        .collect()
 }
 
 fn slice(image: &Path, part: &Part) -> Vec<u8> {

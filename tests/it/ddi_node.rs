@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::container::{Container, Systemd};
+use crate::support::ddi::{change_byte, keypair, partition_offsets};
 use crate::support::demo::Demo;
 use crate::support::{bakery, run};
 
@@ -142,13 +143,6 @@ fn veritysetup_verifies_the_hash_partition_as_bakery_reads_it() {
 // The node side of signed DDIs: DDIs built by `bakery create --ddi` with a key the test makes,
 // checked by `node update` and `node refresh` against the node root's verity.d.
 
-/// `openssl req -x509 -newkey rsa:2048 -nodes` into `dir/NAME.key` and `dir/NAME.pem`.
-fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let (key, cert) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
-    crate::support::self_signed(&key, &cert, &format!("/CN={name}"));
-    (key, cert)
-}
-
 /// Installs `cert` as `ROOT/DIR/NAME.crt` (DIR one of systemd's verity.d directories).
 fn trust(root: &Path, dir: &str, cert: &Path) {
     std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -204,19 +198,6 @@ fn node_update_under_require_signed_checks_the_signer_against_the_node_root() {
         Path::new("../../opt/extensions/demo").join(&image),
         "{updated:?}"
     );
-}
-
-/// The partitions' byte offsets of a DDI, as sfdisk reads its GPT: data, hash tree, signature.
-fn partition_offsets(image: &Path) -> [u64; 3] {
-    let out = run(Command::new("sfdisk").arg("--json").arg(image)).expect_code(0);
-    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let starts: Vec<u64> = json["partitiontable"]["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["start"].as_u64().unwrap() * 512)
-        .collect();
-    [starts[0], starts[1], starts[2]]
 }
 
 /// A node root for `node refresh --root`: os-release, node.toml, and `cert` trusted.
@@ -299,10 +280,7 @@ fn node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_
         let root = node_root(dir.path(), "", &cert);
         link(&root, &signed, "demo-v2.0.0-x86-64.raw");
         let image = root.join("opt/extensions/demo/demo-v2.0.0-x86-64.raw");
-        let mut bytes = std::fs::read(&image).unwrap();
-        // still base64 where it was: another letter
-        bytes[at as usize] = if bytes[at as usize] == b'A' { b'B' } else { b'A' };
-        std::fs::write(&image, bytes).unwrap();
+        change_byte(&image, at);
         let out = refresh_at(&root);
         assert!(out.stdout.contains("refused /opt/extensions/demo/demo-v2.0.0-x86-64.raw"), "{what}: {out:?}");
         assert_refused(&root, &out, "set aside");
@@ -347,7 +325,7 @@ fn node_refresh_refuses_tampered_ddis_always_and_unsigned_or_foreign_ones_under_
 /// systemd 257 enforces the policy bakery merges with under `require_signed`
 /// (`sysext::SIGNED_ONLY`): `systemd-dissect --image-policy=` refuses a plain image and admits
 /// the DDI bakery signed. Run in the trixie root by chroot, as ddi_build.rs explains; merging
-/// the DDI itself needs device-mapper, which the test machines lack.
+/// the DDI itself needs device-mapper, which the test machines lack (ddi_vm.rs boots a VM).
 #[test]
 fn systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_only_policy() {
     let test = "systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_only_policy";
@@ -383,8 +361,9 @@ fn systemd_257_refuses_a_plain_image_and_admits_a_signed_ddi_under_the_signed_on
 /// not trust is refused. A DDI signed by the key in /etc/verity.d passes bakery's check, but
 /// systemd-sysext cannot merge it here: the node's private /dev never shows the loop device's
 /// partition nodes ("Failed to read metadata for image demo: No such file or directory"), and
-/// the test machines have no device-mapper (/dev/mapper/control) to set up Verity with. The
-/// failure (recorded as failed, the link set aside) shows what systemd was asked:
+/// the test machines have no device-mapper (/dev/mapper/control) to set up Verity with (ddi_vm.rs
+/// merges it in a VM). The failure (recorded as failed, the link set aside) shows what systemd
+/// was asked:
 /// on 257 `systemd-sysext --image-policy=root=signed+absent:usr=signed+absent refresh` (not the
 /// varlink method, which takes no policy); 252 has no image policies.
 fn require_signed_on_a_real_node(systemd: Systemd) {

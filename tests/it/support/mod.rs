@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod container;
+pub mod ddi;
 pub mod demo;
 pub mod dns;
 pub mod erofs_tools;
