@@ -15,6 +15,7 @@ mod create;
 mod ddi_build;
 mod ddi_node;
 mod ddi_release;
+mod ddi_vm;
 mod erofs;
 mod erofs_nodes;
 mod erofs_reader;
