@@ -163,6 +163,60 @@ pub fn signatures_check(s: &Signatures) -> Check {
     check("signatures", status, detail, fixes.join("; "))
 }
 
+/// Whether `require_signed` can hold: a certificate in verity.d to verify DDIs with (`trusted`:
+/// each certificate's node path and subject, or why one could not be read), and systemd 254+ to
+/// enforce the signature at the merge as well (`--image-policy=`).
+pub fn signed_images_check(
+    require_signed: bool,
+    systemd: Option<u32>,
+    trusted: &Result<Vec<(String, String)>, String>,
+) -> Check {
+    let dirs = crate::ddi::read::sig::CERT_DIRS.map(|d| format!("/{d}")).join(", ");
+    let certs = match trusted {
+        Err(e) => {
+            let status = if require_signed { Status::Fail } else { Status::Warn };
+            return check("signed images", status, e.clone(), "replace or remove the certificate that cannot be read");
+        }
+        Ok(certs) => certs,
+    };
+    let listed: Vec<String> = certs.iter().map(|(file, subject)| format!("{subject} ({file})")).collect();
+    if !require_signed {
+        let trusted =
+            if listed.is_empty() { String::new() } else { format!("; DDIs verify with {}", listed.join(", ")) };
+        return check(
+            "signed images",
+            Status::Ok,
+            format!("require_signed is off: plain images and DDIs merge{trusted}"),
+            "",
+        );
+    }
+    if listed.is_empty() {
+        return check(
+            "signed images",
+            Status::Fail,
+            format!("require_signed = true, but no certificate in {dirs}: every image is refused"),
+            "install the release's <ext>.crt as /etc/verity.d/<ext>.crt (`bakery release --verity-cert` publishes it, `bakery butane` installs it)",
+        );
+    }
+    let only = format!("require_signed = true: only DDIs signed for {} merge", listed.join(", "));
+    match systemd {
+        Some(v) if v >= super::sysext::IMAGE_POLICY_SINCE => check(
+            "signed images",
+            Status::Ok,
+            format!("{only}; systemd-sysext enforces --image-policy={}", super::sysext::SIGNED_ONLY),
+            "",
+        ),
+        _ => check(
+            "signed images",
+            Status::Warn,
+            format!(
+                "{only}; this systemd has no image policies, so bakery's check just before the merge is the only guard"
+            ),
+            "systemd 254 or newer also enforces the signature when it merges",
+        ),
+    }
+}
+
 /// The keyrings `SHA256SUMS.gpg` is checked with, as node paths: systemd-sysupdate reads only
 /// `/etc/systemd/import-pubring.gpg`; `bakery node update` the node config's `keyring` instead.
 pub fn keyrings(sysupdate: bool, configured: Option<&Path>) -> Vec<PathBuf> {
@@ -217,6 +271,11 @@ pub async fn doctor(root: &Path, config: &NodeConfig, http: &Http, mirrors: &Mir
         .map(|l| l.node_image)
         .collect();
     checks.push(kernel_check(&filesystems, &|module| modules.join(module).exists(), &erofs_images));
+
+    let trusted = crate::ddi::read::sig::trusted(root)
+        .map(|certs| certs.iter().map(|t| (node_path(root, &t.file), t.subject())).collect())
+        .map_err(|e| describe(&e));
+    checks.push(signed_images_check(config.require_signed, version, &trusted));
 
     checks.push(writable(
         root,
@@ -455,6 +514,41 @@ mod tests {
             both.detail.contains("neither") && both.detail.contains("missing") && both.fix.contains("; "),
             "{both:?}"
         );
+    }
+
+    #[test]
+    fn require_signed_needs_a_certificate_and_is_enforced_by_systemd_from_254() {
+        let cert = Ok(vec![("/etc/verity.d/k.crt".to_string(), "CN=release".to_string())]);
+        let none = Ok(Vec::new());
+        let off = signed_images_check(false, Some(252), &none);
+        assert_eq!(off.status, Status::Ok);
+        assert_eq!(off.detail, "require_signed is off: plain images and DDIs merge");
+        let off = signed_images_check(false, Some(257), &cert);
+        assert!(off.detail.ends_with("DDIs verify with CN=release (/etc/verity.d/k.crt)"), "{off:?}");
+
+        let empty = signed_images_check(true, Some(257), &none);
+        assert_eq!(empty.status, Status::Fail);
+        assert!(
+            empty
+                .detail
+                .contains("no certificate in /etc/verity.d, /run/verity.d, /usr/local/lib/verity.d, /usr/lib/verity.d")
+        );
+        assert!(empty.fix.contains("/etc/verity.d/<ext>.crt"), "{empty:?}");
+
+        let enforced = signed_images_check(true, Some(254), &cert);
+        assert_eq!(enforced.status, Status::Ok);
+        assert!(
+            enforced.detail.contains("only DDIs signed for CN=release (/etc/verity.d/k.crt) merge"),
+            "{enforced:?}"
+        );
+        assert!(enforced.detail.ends_with("--image-policy=root=signed+absent:usr=signed+absent"), "{enforced:?}");
+        let unenforced = signed_images_check(true, Some(253), &cert);
+        assert_eq!(unenforced.status, Status::Warn);
+        assert!(unenforced.detail.contains("bakery's check just before the merge is the only guard"), "{unenforced:?}");
+
+        let unreadable = Err("/etc/verity.d/bad.crt: not a PEM certificate".to_string());
+        assert_eq!(signed_images_check(true, Some(257), &unreadable).status, Status::Fail);
+        assert_eq!(signed_images_check(false, Some(257), &unreadable).status, Status::Warn);
     }
 
     #[test]

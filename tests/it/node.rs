@@ -255,6 +255,30 @@ fn doctor_checks_the_node_and_names_a_fix_for_what_fails(systemd: Systemd) {
     assert_eq!(status("clock"), ["ok"]);
     assert_eq!(status("release"), ["ok"], "{checks}");
     assert_eq!(status("signatures"), ["ok"], "a Verify=no transfer has nothing to verify: {checks}");
+    assert_eq!(status("signed images"), ["ok"], "require_signed is off: {checks}");
+
+    // require_signed without a certificate refuses every image: a failure naming the fix; with
+    // one it holds, enforced by systemd itself from 254.
+    node.container.write("/etc/bakery/node.toml", b"health_window = 3\nrequire_signed = true\n");
+    let unsigned = node.bakery(&["--mirror", &mirror, "doctor"]).expect_code(1);
+    assert!(unsigned.stdout.contains("FAIL  signed images"), "{unsigned:?}");
+    assert!(
+        unsigned.stdout.contains("fix: install the release's <ext>.crt as /etc/verity.d/<ext>.crt"),
+        "{unsigned:?}"
+    );
+    let keys = tempfile::tempdir().unwrap();
+    let (_, cert) = support::ddi::keypair(keys.path(), "release-key");
+    node.container.write("/etc/verity.d/release-key.crt", &std::fs::read(&cert).unwrap());
+    let signed = node.bakery(&["--mirror", &mirror, "doctor", "--json"]).expect_code(0);
+    let checks: serde_json::Value = serde_json::from_str(&signed.stdout).unwrap();
+    let check = checks.as_array().unwrap().iter().find(|c| c["check"] == "signed images").unwrap();
+    assert!(check["detail"].as_str().unwrap().contains("CN=release-key (/etc/verity.d/release-key.crt)"), "{check}");
+    let expected = match systemd {
+        Systemd::V252 => "warn", // no image policies
+        Systemd::V257 => "ok",
+    };
+    assert_eq!(check["status"], expected, "{check}");
+    node.container.write("/etc/bakery/node.toml", b"health_window = 3\n");
 
     // An unreachable release fails, with a fix naming the transfer file.
     let transfer = String::from_utf8(std::fs::read(host.shared().join("demo.conf")).unwrap()).unwrap();
