@@ -149,19 +149,32 @@ pub fn run(global: &Global, args: &CreateArgs) -> Result<()> {
         compression,
         source_date_epoch: source_date_epoch()?,
     };
+    let ddi = signer(args, defaults)?;
     if args.dry_run {
         let resolved = super::until_interrupted(async {
             let http = settings.http()?;
             create::resolve(&settings, &http, &request).await
         })?;
-        outln!("{}", serde_json::to_string_pretty(&resolved)?)?;
+        let mut plan = serde_json::to_value(&resolved)?;
+        if let (Some(signer), Some(plan)) = (&ddi, plan.as_object_mut()) {
+            plan.insert(
+                "ddi".to_string(),
+                serde_json::json!({
+                    "sign_key": signer.key_path,
+                    "sign_cert": signer.cert_path,
+                    "subject": signer.subject(),
+                    "certificate_fingerprint": signer.fingerprint(),
+                }),
+            );
+        }
+        outln!("{}", serde_json::to_string_pretty(&plan)?)?;
         return Ok(());
     }
     let job = CreateJob {
         request,
         output: args.output.clone().or_else(|| defaults.output.clone()).unwrap_or_else(|| PathBuf::from(".")),
         force: args.force,
-        ddi: signer(args, defaults)?.map(std::sync::Arc::new),
+        ddi: ddi.map(std::sync::Arc::new),
     };
     let base_url = args.base_url.as_deref().map(crate::release::base_url).transpose()?;
     let built = super::until_interrupted(create::create(&settings, &job))?;

@@ -78,6 +78,11 @@ impl Signer {
         &self.cert_der
     }
 
+    /// The certificate's subject (`CN=...`).
+    pub fn subject(&self) -> String {
+        self.cert.tbs_certificate.subject.to_string()
+    }
+
     /// sha256 of the DER certificate, lowercase hex (`certificateFingerprint`).
     pub fn fingerprint(&self) -> String {
         super::verity::hex(&Sha256::digest(&self.cert_der))

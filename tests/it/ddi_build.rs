@@ -232,6 +232,16 @@ fn ddi_needs_a_readable_key_and_the_certificate_of_that_key() {
     let out = out.expect_code(2);
     assert!(out.stderr.contains(key) && out.stderr.contains(other.to_str().unwrap()), "{}", out.stderr);
     assert!(!world.path("out").join(IMAGE).exists(), "nothing written");
+    // --dry-run checks the pair too, and names the signer in the plan
+    let out = world.create("out", &["--ddi", "--sign-key", key, "--sign-cert", other.to_str().unwrap(), "--dry-run"]);
+    assert!(out.expect_code(2).stderr.contains("the certificate is for another key"));
+    let plan = world.create("out", &["--ddi", "--sign-key", key, "--sign-cert", cert, "--dry-run"]).expect_code(0);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let der = Command::new("openssl").args(["x509", "-outform", "DER", "-in", cert]).output().unwrap().stdout;
+    assert_eq!(plan["ddi"]["certificate_fingerprint"], sha256_hex(&der), "{plan:#}");
+    assert_eq!(plan["ddi"]["subject"], "CN=bakery test", "{plan:#}");
+    assert_eq!(plan["ddi"]["sign_cert"], cert, "{plan:#}");
+    assert_eq!(world.demo.server.total_hits(), 0, "a dry run downloads nothing");
 
     // bakery.toml: [create] ddi, sign_key and sign_cert, relative to the file
     std::fs::write(
