@@ -54,7 +54,7 @@ complete -c bakery -n "__fish_bakery_using_subcommand create" -l sysupdate -d 'A
 false\t''"
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l base-url -d 'Where the output directory is served (Source Path= of the transfer files)' -r
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l transfer-suffix -d 'Transfer file suffix: conf (systemd <= 256) or transfer (systemd >= 257)' -r
-complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-key -d 'PEM private key (RSA) that signs the DDI\'s root hash' -r -F
+complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-key -d 'PEM private key (RSA or P-256, unencrypted) that signs the DDI\'s root hash' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l sign-cert -d 'PEM X.509 certificate of --sign-key\'s public key (nodes trust it in /etc/verity.d)' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l config -d 'Configuration file [default: ./bakery.toml when present]' -r -F
 complete -c bakery -n "__fish_bakery_using_subcommand create" -l mirror -d 'Rewrite URLs starting with FROM to start with TO (repeatable; env BAKERY_MIRRORS=FROM=TO,...)' -r

@@ -80,7 +80,7 @@ pub struct CreateArgs {
     /// PKCS#7 signature of the root hash in a GPT (needs --sign-key and --sign-cert)
     #[arg(long)]
     pub ddi: bool,
-    /// PEM private key (RSA) that signs the DDI's root hash
+    /// PEM private key (RSA or P-256, unencrypted) that signs the DDI's root hash
     #[arg(long, value_name = "KEY.pem")]
     pub sign_key: Option<PathBuf>,
     /// PEM X.509 certificate of --sign-key's public key (nodes trust it in /etc/verity.d)

@@ -169,6 +169,55 @@ fn a_ddi_has_three_partitions_that_sfdisk_veritysetup_openssl_and_unsquashfs_acc
     assert!(sums.contains(&format!("{}  {IMAGE}", sha256_hex(&std::fs::read(&image).unwrap()))), "{sums}");
 }
 
+/// A P-256 key signs as well (PKCS#8 from `openssl genpkey` or SEC1 from `openssl ecparam`):
+/// ECDSA with sha256, which `openssl cms -verify` and `bakery inspect` accept and a changed byte
+/// of the signature fails; RFC 6979 nonces keep two builds bit-identical.
+#[test]
+fn a_p256_key_signs_ddis_that_openssl_verifies_and_builds_reproduce() {
+    for sec1 in [false, true] {
+        let world = World::new();
+        let (key, cert) = support::ddi::p256_keypair(world.dir(), "ec", sec1);
+        let args = ["--ddi", "--sign-key", key.to_str().unwrap(), "--sign-cert", cert.to_str().unwrap()];
+        world.create("out", &args).expect_code(0);
+        world.create("again", &args).expect_code(0);
+        let (image, again) = (world.path("out").join(IMAGE), world.path("again").join(IMAGE));
+        assert!(std::fs::read(&image).unwrap() == std::fs::read(&again).unwrap(), "sec1 {sec1}: two builds differ");
+
+        let parts = sfdisk(&image);
+        let json = signature_json(&image, &parts[2]);
+        let root_hash = json["rootHash"].as_str().unwrap();
+        let signature = base64_decode(json["signature"].as_str().unwrap());
+        openssl_verify(world.dir(), &signature, root_hash, &cert).expect_code(0);
+        let mut print = Command::new("openssl");
+        print.args(["cms", "-cmsout", "-print", "-inform", "DER", "-in"]).arg(world.dir().join("sig.p7s"));
+        let printed = run(&mut print).expect_code(0).stdout;
+        assert!(printed.contains("ecdsa-with-SHA256"), "{printed}");
+        let mut changed = signature.clone();
+        let last = changed.len() - 5; // inside the ECDSA signature value, the DER's last bytes
+        changed[last] ^= 0x01;
+        let refused = openssl_verify(world.dir(), &changed, root_hash, &cert);
+        assert_ne!(refused.code, 0, "a changed signature byte: {refused:?}");
+
+        let mut inspect = bakery(world.dir());
+        let out = run(inspect.args(["inspect", "--json", "--verity-cert"]).arg(&cert).arg(&image)).expect_code(0);
+        let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(json["ddi"]["signature"]["signer"]["subject"], "CN=ec", "{json:#}");
+    }
+    // a key on another curve is refused by name before anything downloads
+    let world = World::new();
+    let key = world.path("p384.key");
+    run(Command::new("openssl")
+        .args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384", "-out"])
+        .arg(&key))
+    .expect_code(0);
+    let cert = world.path("cert.pem");
+    let out =
+        world.create("out", &["--ddi", "--sign-key", key.to_str().unwrap(), "--sign-cert", cert.to_str().unwrap()]);
+    let out = out.expect_code(2);
+    assert!(out.stderr.contains(key.to_str().unwrap()) && out.stderr.contains("P-256"), "{}", out.stderr);
+    assert_eq!(world.demo.server.total_hits(), 0);
+}
+
 #[test]
 fn a_flipped_byte_in_the_data_the_hash_tree_or_the_signature_is_refused() {
     if !veritysetup_or_skip("a_flipped_byte_in_the_data_the_hash_tree_or_the_signature_is_refused") {

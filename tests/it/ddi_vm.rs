@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::support::ddi::{change_byte, keypair, partition_offsets, sfdisk};
+use crate::support::ddi::{change_byte, keypair, p256_keypair, partition_offsets, sfdisk};
 use crate::support::demo::Demo;
 use crate::support::{run, skip};
 
@@ -32,7 +32,7 @@ exec >/payload/log 2>&1
 set -x
 fact() { printf '%s\t%s\n' "$1" "$2" >> /payload/facts; }
 mkdir -p /etc/verity.d /run/extensions
-cp /payload/release-key.pem /etc/verity.d/release-key.crt
+for cert in /payload/trusted/*.pem; do cp "$cert" "/etc/verity.d/$(basename "$cert" .pem).crt"; done
 verity_devices() { dmsetup table --target verity | awk '$4 == "verity" {print $4 ":" $13}'; }
 merge_case() { # image policy
     local name="$1 $2"
@@ -175,7 +175,8 @@ fn debugfs_cat(image: &Path, path: &str) -> String {
 ///   (`root=signed+absent:usr=signed+absent`), systemd-sysext merges it on a verity device with
 ///   its root hash, and the whole device and the extension's files read back. The certificate is
 ///   in /etc/verity.d only, not in the kernel's keyring, so the kernel's own signature check
-///   fails and systemd verifies the PKCS#7 in userspace.
+///   fails and systemd verifies the PKCS#7 in userspace. A DDI signed with a P-256 key merges
+///   the same way.
 /// - The same DDI without its signature partition merges under the issue's policy (`verity` is
 ///   an alternative to `signed`) with no verity device at all, since without the signature
 ///   systemd has no root hash; bakery's policy refuses it, which is why bakery passes that one.
@@ -198,6 +199,8 @@ fn systemd_257_with_dm_verity_merges_a_signed_ddi_and_refuses_every_tampered_one
     let foreign = demo.shared().join(demo.build_ddi("v3.0.0", &other_key, &other_cert));
     let later = demo.shared().join(demo.build_ddi("v4.0.0", &key, &cert));
     let plain = demo.shared().join(demo.build("v1.0.0", "x86-64", false));
+    let (ec_key, ec_cert) = p256_keypair(demo.dir.path(), "ec-key", false);
+    let ecdsa = demo.shared().join(demo.build_ddi("v5.0.0", &ec_key, &ec_cert));
 
     let work = tempfile::tempdir().unwrap();
     let payload = work.path().join("payload");
@@ -229,11 +232,13 @@ fn systemd_257_with_dm_verity_merges_a_signed_ddi_and_refuses_every_tampered_one
     assert_eq!(sfdisk(&unsigned).len(), 2);
     let [later_data, later_hash, _] = partition_offsets(&later);
     change_byte(&put(&later, "demo-v4.0.0-x86-64.raw"), later_data + (later_hash - later_data) / 2);
-    put(&cert, "release-key.pem");
+    put(&ecdsa, "ecdsa.raw");
+    std::fs::create_dir(payload.join("trusted")).unwrap();
+    put(&cert, "trusted/release-key.pem");
+    put(&ec_cert, "trusted/ec-key.pem");
     put(Path::new(env!("CARGO_BIN_EXE_bakery")), "bakery");
 
-    let cases =
-        "signed.raw verity-only.raw foreign.raw plain.raw signature-changed.raw hash-changed.raw data-changed.raw";
+    let cases = "signed.raw ecdsa.raw verity-only.raw foreign.raw plain.raw signature-changed.raw hash-changed.raw data-changed.raw";
     let script = VM_SCRIPT.replace("CASES", cases).replace("POLICIES", &format!("{ISSUE_POLICY} {SIGNED_ONLY}"));
     std::fs::write(payload.join("run.sh"), script).unwrap();
     for executable in ["run.sh", "bakery"] {
@@ -262,6 +267,11 @@ fn systemd_257_with_dm_verity_merges_a_signed_ddi_and_refuses_every_tampered_one
         assert_eq!(signed("table"), verity_table, "{policy}: on a verity device with its root hash\n{context}");
         assert_eq!(signed("device read"), "0", "{policy}\n{context}");
         assert_eq!(signed("demo read"), "0", "{policy}\n{context}");
+
+        let ecdsa_table = format!("verity:{}", root_hash(&ecdsa));
+        assert_eq!(fact("ecdsa.raw", policy, "merge"), "0", "{policy}: the P-256 signed DDI merges\n{context}");
+        assert_eq!(fact("ecdsa.raw", policy, "table"), ecdsa_table, "{policy}\n{context}");
+        assert_eq!(fact("ecdsa.raw", policy, "demo read"), "0", "{policy}\n{context}");
 
         for refused in ["foreign.raw", "plain.raw", "signature-changed.raw", "hash-changed.raw"] {
             assert_eq!(fact(refused, policy, "merge"), "1", "{refused} under {policy}\n{context}");

@@ -58,3 +58,20 @@ pub fn change_byte(image: &Path, at: u64) {
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     std::fs::write(image, bytes).unwrap();
 }
+
+/// A self-signed P-256 key pair from openssl: `dir/NAME.key` (PKCS#8, or SEC1 `EC PRIVATE KEY`
+/// when `sec1`) and `dir/NAME.pem`, subject `CN=NAME`.
+pub fn p256_keypair(dir: &Path, name: &str, sec1: bool) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.pem")));
+    let mut genkey = Command::new("openssl");
+    if sec1 {
+        genkey.args(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out"]);
+    } else {
+        genkey.args(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"]);
+    }
+    run(genkey.arg(&key)).expect_code(0);
+    let mut req = Command::new("openssl");
+    req.args(["req", "-x509", "-new", "-days", "3650", "-subj", &format!("/CN={name}"), "-key"]);
+    run(req.arg(&key).arg("-out").arg(&cert)).expect_code(0);
+    (key, cert)
+}
