@@ -43,6 +43,11 @@ pub fn assert_release_verifies(dist: &Path, files: usize) {
     let check = Command::new("sha256sum").arg("-c").arg("SHA256SUMS").current_dir(dist).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
     assert_eq!(String::from_utf8_lossy(&check.stdout).matches(": OK").count(), files);
+    assert_signature_verifies(dist);
+}
+
+/// The real `gpgv` verifies `dist`'s SHA256SUMS.gpg with the published import-pubring.gpg.
+pub fn assert_signature_verifies(dist: &Path) {
     let gpgv = Command::new("gpgv")
         .arg("--keyring")
         .arg(dist.join("import-pubring.gpg"))
